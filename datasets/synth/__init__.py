@@ -1,0 +1,1 @@
+"""Synthetic dual-energy X-ray scans of parcels with procedural threats."""

@@ -1,0 +1,84 @@
+"""Decode the detector's raw head outputs and run NMS, in numpy and OpenCV (no torch).
+
+The ONNX graph ends at the head: per-location class logits, box distances, a centreness
+logit and attribute logits on a stride-``s`` grid. This module turns them into boxes.
+Training's evaluation calls the same function on the torch model's outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+#: Names and order of the ONNX outputs.
+OUTPUT_NAMES: tuple[str, ...] = ("cls_logits", "box_reg", "centerness", "build_logits", "type_logits")
+
+_MAX_LOG_DIST = 6.0  # exp(6) * stride: far beyond any input size
+
+
+@dataclass
+class Decoded:
+    """Detections of one image in model-input pixels, sorted by score."""
+
+    boxes: NDArray[np.float32]  # (N, 4) xyxy
+    scores: NDArray[np.float32]  # (N,)
+    labels: NDArray[np.int64]  # (N,) class index
+    build: NDArray[np.float32]  # (N, n_builds) probabilities
+    type: NDArray[np.float32]  # (N, n_types) probabilities
+
+
+def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))).astype(np.float32)
+
+
+def _softmax(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    out: NDArray[np.float32] = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def grid_centres(height: int, width: int, stride: int) -> NDArray[np.float32]:
+    """(H*W, 2) xy centres of a stride-``stride`` grid in input pixels, row-major."""
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+
+
+def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold: float, nms_iou: float,
+           max_detections: int = 100, pre_nms_top_k: int = 1000) -> list[Decoded]:
+    """Decode a batch of raw outputs ``{name: (B, C, H, W)}`` into per-image detections.
+
+    Score = sqrt(sigmoid(class) * sigmoid(centreness)); boxes = centre -/+ exp(distance) * stride.
+    NMS is per class (OpenCV's batched NMS).
+    """
+    cls = outputs["cls_logits"]
+    b, c, h, w = cls.shape
+    centres = grid_centres(h, w, stride)  # (HW, 2)
+    results: list[Decoded] = []
+    for i in range(b):
+        prob = _sigmoid(cls[i].reshape(c, -1).T)  # (HW, C)
+        ctr = _sigmoid(outputs["centerness"][i].reshape(-1))  # (HW,)
+        scores = np.sqrt(prob * ctr[:, None])  # (HW, C)
+        loc, lab = np.nonzero(scores > score_threshold)
+        s = scores[loc, lab]
+        if len(s) > pre_nms_top_k:
+            keep = np.argpartition(-s, pre_nms_top_k)[:pre_nms_top_k]
+            loc, lab, s = loc[keep], lab[keep], s[keep]
+        dist = np.exp(np.clip(outputs["box_reg"][i].reshape(4, -1).T[loc], -_MAX_LOG_DIST, _MAX_LOG_DIST)) * stride
+        ctr_xy = centres[loc]
+        boxes = np.concatenate([ctr_xy - dist[:, :2], ctr_xy + dist[:, 2:]], axis=1).astype(np.float32)
+        if len(s):
+            xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+            keep_idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), s.tolist(), lab.tolist(), score_threshold, nms_iou)
+            keep = np.asarray(keep_idx, np.int64).reshape(-1)
+            keep = keep[np.argsort(-s[keep], kind="stable")][:max_detections]
+        else:
+            keep = np.zeros(0, np.int64)
+        loc, lab = loc[keep], lab[keep]
+        build = _softmax(outputs["build_logits"][i].reshape(outputs["build_logits"].shape[1], -1).T[loc])
+        typ = _softmax(outputs["type_logits"][i].reshape(outputs["type_logits"].shape[1], -1).T[loc])
+        results.append(Decoded(boxes=boxes[keep], scores=s[keep].astype(np.float32), labels=lab.astype(np.int64),
+                               build=build, type=typ))
+    return results

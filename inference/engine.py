@@ -1,0 +1,115 @@
+"""The torch-free screening engine: ONNX session + metadata -> typed results.
+
+``Detector.from_onnx(path)`` builds the onnxruntime session once and rebuilds
+preprocessing, decoding and thresholds from the model's metadata. Training wraps a torch
+model in the same class (``Detector(run_fn, metadata)``), so checkpoints and exported
+models are evaluated by the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from armscan.inference.decode import OUTPUT_NAMES, Decoded, decode
+from armscan.inference.metadata import METADATA_KEY, ModelMetadata
+from armscan.inference.preprocess import PreprocessSpec, preprocess
+from armscan.inference.result import Decision, Detection, ScanResult
+
+RunFn = Callable[[NDArray[np.float32]], dict[str, NDArray[np.float32]]]
+
+
+class ModelLoadError(RuntimeError):
+    """A model file that cannot be loaded or carries no valid armscan metadata."""
+
+
+def derive_flags(rules: dict[str, dict[str, list[str]]], detections: list[Detection]) -> dict[str, bool]:
+    """Image flags from the metadata's rules and the alarming detections."""
+    flags = {}
+    for flag, rule in rules.items():
+        classes, builds = set(rule.get("classes", [])), set(rule.get("builds", []))
+        flags[flag] = any(d.alarm and (d.cls in classes or d.build in builds) for d in detections)
+    return flags
+
+
+class Detector:
+    """Screens images with one model. Thread-safe for concurrent ``detect`` calls on onnxruntime."""
+
+    def __init__(self, run: RunFn, metadata: ModelMetadata) -> None:
+        self._run = run
+        self.metadata = metadata
+        self.spec = PreprocessSpec.from_dict(metadata.preprocess)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, threads: int | None = None) -> Detector:
+        """Load an exported model; ``threads`` sets onnxruntime's intra-op threads (default: its own)."""
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several private types
+            raise ModelLoadError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+        meta_json = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if meta_json is None:
+            raise ModelLoadError(f"{path}: no '{METADATA_KEY}' metadata; export it with 'armscan export'")
+        try:
+            metadata = ModelMetadata.from_json(meta_json)
+        except ValueError as exc:
+            raise ModelLoadError(f"{path}: invalid armscan metadata ({exc})") from exc
+        names = [o.name for o in session.get_outputs()]
+
+        def run(batch: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
+            outs = session.run(names, {metadata.input_name: batch})
+            return {n: np.asarray(o) for n, o in zip(names, outs, strict=True)}
+
+        missing = set(OUTPUT_NAMES) - set(names)
+        if missing:
+            raise ModelLoadError(f"{path}: outputs {sorted(missing)} are missing")
+        return cls(run, metadata)
+
+    def raw(self, image: NDArray[np.uint8], min_score: float | None = None) -> Decoded:
+        """All decoded detections above ``min_score`` (default: the model's floor), in original pixels."""
+        x, lb = preprocess(image, self.spec)
+        outputs = self._run(x[None])
+        th = self.metadata.thresholds
+        det = decode(outputs, self.metadata.stride, th.min_score if min_score is None else min_score, th.nms_iou)[0]
+        det.boxes = lb.boxes_to_original(det.boxes)
+        return det
+
+    def detect(self, image: NDArray[np.uint8], source: str = "", include_below_alarm: bool = False) -> ScanResult:
+        """Screen one BGR image. Lists alarming boxes (and weaker ones if ``include_below_alarm``)."""
+        t0 = time.perf_counter()
+        det = self.raw(image)
+        md = self.metadata
+        detections = []
+        for k in range(len(det.scores)):
+            cls = md.classes[int(det.labels[k])]
+            score = float(det.scores[k])
+            alarm = score >= md.thresholds.alarm[cls]
+            if not alarm and not include_below_alarm:
+                continue
+            b = int(np.argmax(det.build[k]))
+            typ, typ_score = None, None
+            if cls in md.type_classes:
+                t = int(np.argmax(det.type[k]))
+                typ, typ_score = md.types[t], round(float(det.type[k, t]), 4)
+            x0, y0, x1, y1 = (round(float(v), 1) for v in det.boxes[k])
+            detections.append(Detection(box=(x0, y0, x1, y1), cls=cls, score=round(score, 4), build=md.builds[b],
+                                        build_score=round(float(det.build[k, b]), 4), type=typ, type_score=typ_score,
+                                        alarm=alarm))
+        decision: Decision = "alarm" if any(d.alarm for d in detections) else "clear"
+        h, w = image.shape[:2]
+        return ScanResult(source=source, width=w, height=h, detections=detections,
+                          flags=derive_flags(md.flag_rules, detections), decision=decision, model_name=md.name,
+                          model_version=md.version, latency_ms=round((time.perf_counter() - t0) * 1000, 2))

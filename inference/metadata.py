@@ -1,0 +1,64 @@
+"""The model's self-description, stored as JSON in the ONNX file's metadata under ``armscan``.
+
+Classes, attributes, flag rules, preprocessing, the output grid's stride and the operating
+thresholds are defined here once per model. The inference engine rebuilds everything from
+this, so a model file is all a deployment needs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+METADATA_KEY = "armscan"
+
+
+class Thresholds(BaseModel):
+    """Operating thresholds: the alarm score per class, NMS IoU, and the floor for listing boxes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alarm: dict[str, float]
+    nms_iou: float = 0.5
+    min_score: float = 0.05  # below this nothing is decoded (evaluation uses it for mAP)
+    target_far: float | None = None  # the parcel false-alarm rate the alarm thresholds were chosen for
+    chosen_on: str = ""  # where the thresholds were chosen (dataset and seeds)
+
+
+class ModelMetadata(BaseModel):
+    """Everything inference needs to know about a model."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    format_version: int = 1
+    name: str
+    version: str
+    architecture: str
+    classes: list[str]
+    builds: list[str]
+    types: list[str]
+    type_classes: list[str] = Field(default_factory=lambda: ["firearm"])  # classes that carry a type
+    flag_rules: dict[str, dict[str, list[str]]]
+    preprocess: dict[str, Any]
+    stride: int
+    input_name: str = "images"
+    thresholds: Thresholds
+    training: dict[str, Any] = Field(default_factory=dict)  # summary of data and recipe
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelMetadata:
+        missing = set(self.classes) - set(self.thresholds.alarm)
+        if missing:
+            raise ValueError(f"alarm thresholds missing for classes {sorted(missing)}")
+        return self
+
+    def to_json(self) -> str:
+        """Compact JSON for the ONNX metadata."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMetadata:
+        """Parse and validate the stored JSON."""
+        return cls.model_validate(json.loads(text))

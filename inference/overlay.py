@@ -1,0 +1,49 @@
+"""Draw a screening result on the scan: boxes, labels and the decision banner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from armscan.inference.result import ScanResult
+
+_ALARM = (0, 0, 230)  # BGR red
+_WEAK = (0, 165, 255)  # orange: below the alarm threshold
+_CLEAR = (40, 160, 40)
+
+
+def render_overlay(image: NDArray[np.uint8], result: ScanResult) -> NDArray[np.uint8]:
+    """A copy of ``image`` (BGR) with every detection boxed and labelled and a decision banner on top."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(max(h, w) / 400))
+    font = max(0.4, max(h, w) / 1200)
+    for d in result.detections:
+        x0, y0, x1, y1 = (round(v) for v in d.box)
+        colour = _ALARM if d.alarm else _WEAK
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
+        label = f"{d.cls}{'/' + d.type if d.type else ''} {d.build} {d.score:.2f}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
+        ty = y0 - 4 if y0 - th - 6 > 0 else y1 + th + 4
+        cv2.rectangle(out, (x0, ty - th - 3), (x0 + tw + 4, ty + 3), colour, -1)
+        cv2.putText(out, label, (x0 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA)
+    banner = max(18, round(h / 20))
+    colour = _ALARM if result.decision == "alarm" else _CLEAR
+    bar = np.full((banner, w, 3), colour, np.uint8)
+    text = f"{result.decision.upper()}  {len(result.detections)} item(s)  {result.model_name} {result.model_version}"
+    cv2.putText(bar, text, (6, banner - 6), cv2.FONT_HERSHEY_SIMPLEX, banner / 40, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([bar, out])
+
+
+def write_overlay(path: str | Path, image: NDArray[np.uint8], result: ScanResult) -> None:
+    """Write the overlay as PNG (atomically)."""
+    path = Path(path)
+    ok, buf = cv2.imencode(".png", render_overlay(image, result))
+    if not ok:
+        raise OSError(f"could not encode overlay for {path}")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buf.tobytes())
+    tmp.replace(path)

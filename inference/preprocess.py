@@ -1,0 +1,87 @@
+"""Preprocessing, rebuilt from the model's metadata and shared with training.
+
+Training's data pipeline and evaluation call :func:`preprocess` with the same
+:class:`PreprocessSpec` that the export writes into the ONNX metadata, so what the model
+saw in training and what it sees in service are the same pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Letterbox to ``size`` x ``size`` (top-left aligned, padded with ``pad_value``), then normalise."""
+
+    size: int = 320
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    pad_value: int = 255  # X-ray background: full transmission is white
+    channel_order: str = "RGB"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as stored in the model metadata."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        """Rebuild from metadata; unknown keys are an error."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"Unknown preprocessing keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(
+            size=int(d.get("size", 320)),
+            mean=tuple(float(v) for v in d.get("mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in d.get("std", (0.25, 0.25, 0.25))),  # type: ignore[arg-type]
+            pad_value=int(d.get("pad_value", 255)),
+            channel_order=str(d.get("channel_order", "RGB")),
+        )
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was mapped into the model input: ``input = original * scale`` (top-left aligned)."""
+
+    scale: float
+    width: int
+    height: int
+
+    def boxes_to_original(self, boxes: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Map (N, 4) xyxy boxes from model input pixels back to the original image, clipped to it."""
+        out = boxes / self.scale
+        out[:, 0::2] = np.clip(out[:, 0::2], 0, self.width)
+        out[:, 1::2] = np.clip(out[:, 1::2], 0, self.height)
+        return out.astype(np.float32)
+
+
+def letterbox(image: NDArray[np.uint8], spec: PreprocessSpec) -> tuple[NDArray[np.uint8], Letterbox]:
+    """Resize a BGR (H, W, 3) image to fit ``spec.size`` keeping its aspect, and pad it."""
+    h, w = image.shape[:2]
+    scale = spec.size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    canvas = np.full((spec.size, spec.size, 3), spec.pad_value, np.uint8)
+    canvas[:nh, :nw] = resized
+    return canvas, Letterbox(scale=scale, width=w, height=h)
+
+
+def normalise(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.float32]:
+    """(S, S, 3) BGR uint8 -> (3, S, S) float32, in the channel order and statistics of ``spec``."""
+    img = canvas[..., ::-1] if spec.channel_order == "RGB" else canvas
+    mean = np.asarray(spec.mean, np.float32) * 255.0
+    inv_std = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
+    x: NDArray[np.float32] = (img.astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess(image: NDArray[np.uint8], spec: PreprocessSpec) -> tuple[NDArray[np.float32], Letterbox]:
+    """The model's full input transform: letterbox then normalise. Returns (3, S, S) and the mapping."""
+    canvas, lb = letterbox(image, spec)
+    return normalise(canvas, spec), lb

@@ -1,0 +1,128 @@
+"""The ``armscan`` command line: synth, train, eval, export and scan.
+
+    armscan scan datasets/samples --overlay runs/overlays --json
+    armscan synth --n 500 --seed 200000000 --out runs/test
+    armscan train --config configs/det_small.yaml
+    armscan eval --model models/bundled/armscan-det.onnx --data runs/test
+    armscan export --checkpoint runs/train/last.pt --out model.onnx --calib runs/val
+
+Training, evaluation and export need the ``train`` extra (torch); scan and synth do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from armscan.serve.scan import DEFAULT_MODEL, scan_command
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="armscan", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("scan", help="screen X-ray scans (files or folders)")
+    s.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    s.add_argument("--model", default=str(DEFAULT_MODEL), help="exported ONNX model (default: the bundled one)")
+    s.add_argument("--json", action="store_true", help="print one JSON object per scan instead of a table")
+    s.add_argument("--jsonl", type=Path, help="also append one JSON object per scan to this file")
+    s.add_argument("--overlay", type=Path, help="write PNG overlays with boxes into this folder")
+    s.add_argument("--all", action="store_true", help="also list detections below the alarm threshold")
+    s.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+
+    g = sub.add_parser("synth", help="generate synthetic dual-energy X-ray scans with COCO annotations")
+    g.add_argument("--n", type=int, required=True, help="number of scans")
+    g.add_argument("--seed", type=int, default=0, help="first seed; scan k uses seed + k")
+    g.add_argument("--out", type=Path, required=True, help="output folder (images/ and annotations.json)")
+    g.add_argument("--width", type=int, default=512)
+    g.add_argument("--height", type=int, default=512)
+    g.add_argument("--threat-prob", type=float, default=0.6, help="share of scans holding a threat")
+
+    t = sub.add_parser("train", help="train a detector (needs the train extra)")
+    t.add_argument("--config", type=Path, help="YAML config overlaying the defaults")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override top-level config keys")
+    t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+
+    e = sub.add_parser("eval", help="COCO mAP and Pd at fixed false-alarm rates (needs the train extra)")
+    e.add_argument("--model", required=True, help="exported .onnx or a training checkpoint")
+    e.add_argument("--data", type=Path, required=True, help="COCO folder, e.g. written by 'armscan synth'")
+    e.add_argument("--out", type=Path, help="also write the JSON here")
+
+    x = sub.add_parser("export", help="export a checkpoint to ONNX with metadata (needs the train extra)")
+    x.add_argument("--checkpoint", type=Path, required=True)
+    x.add_argument("--out", type=Path, required=True)
+    x.add_argument("--version", default="0.1.0")
+    x.add_argument("--calib", type=Path, help="COCO folder on which to choose the alarm threshold")
+    x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the threshold")
+    return p
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"armscan: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 some inputs failed, 2 bad usage or fatal error)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "scan":
+            return scan_command(list(args.paths), Path(args.model), bool(args.json), args.jsonl, args.overlay,
+                                bool(args.all), args.threads)
+        if args.command == "synth":
+            return _synth(args)
+        return _train_commands(args)
+    except ModuleNotFoundError as exc:
+        if exc.name in ("torch", "torchvision", "onnx", "onnxscript", "pycocotools", "tqdm", "yaml"):
+            return _fail(f"'{args.command}' needs the training extra ({exc.name} is missing): pip install '.[train]'")
+        raise
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from armscan.datasets.synth.scene import SceneConfig
+    from armscan.datasets.synth.writer import write_dataset
+
+    if args.n < 1 or min(args.width, args.height) < 128:
+        return _fail("--n must be >= 1 and --width/--height >= 128")
+    path = write_dataset(args.out, args.n, args.seed, args.width, args.height, SceneConfig(threat_prob=args.threat_prob))
+    print(f"wrote {args.n} scans and {path}")
+    return 0
+
+
+def _train_commands(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from armscan.training.config import TrainConfig
+        from armscan.training.train import train
+
+        overrides = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            try:
+                overrides[key] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key] = value
+        cfg = TrainConfig.load(args.config, overrides)
+        print(f"checkpoint: {train(cfg, resume=not args.no_resume)}")
+        return 0
+    if args.command == "eval":
+        from armscan.training.evaluate import evaluate
+
+        metrics = evaluate(args.model, args.data)
+        text = json.dumps(metrics, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return 0
+    from armscan.training.export import export
+
+    md = export(args.checkpoint, args.out, args.version, args.calib, args.target_far)
+    print(f"exported {args.out} (alarm threshold {md.thresholds.alarm[md.classes[0]]:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

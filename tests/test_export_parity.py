@@ -1,0 +1,62 @@
+"""ONNX export: checker, metadata round trip, and torch vs onnxruntime parity.
+
+Tolerances: the raw head outputs agree within atol=1e-4, rtol=1e-3 (float32 kernels differ in
+summation order); decoded boxes within 0.05 px and scores within 1e-4.
+The fixture model is barely trained (4 steps), so outputs are near-random: a hard case for parity.
+"""
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from armscan.datasets.coco import read_coco  # noqa: E402
+from armscan.inference.decode import decode  # noqa: E402
+from armscan.inference.engine import Detector  # noqa: E402
+from armscan.inference.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
+from armscan.inference.preprocess import preprocess  # noqa: E402
+from armscan.inference.readers import read_image  # noqa: E402
+from armscan.training.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    metadata_from_checkpoint,
+    model_from_checkpoint,
+    torch_detector,
+)
+
+
+def test_exported_model_is_valid_and_carries_its_metadata(tiny_onnx):
+    proto = onnx.load(str(tiny_onnx))
+    onnx.checker.check_model(proto)
+    meta = ModelMetadata.from_json({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    assert meta.classes[0] == "firearm" and meta.preprocess["size"] == 128 and meta.stride == 8
+    assert set(meta.thresholds.alarm) == set(meta.classes)
+    assert meta.training["epochs_done"] == 2
+
+
+def test_onnxruntime_matches_torch(tiny_onnx, tiny_checkpoint, tiny_coco):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    model = model_from_checkpoint(ckpt)
+    ort_det = Detector.from_onnx(tiny_onnx)
+    x = torch.randn(3, 3, 128, 128)  # a batch of 3: the batch axis is dynamic
+    with torch.no_grad():
+        expected = [o.numpy() for o in model(x)]
+    got = ort_det._run(x.numpy())
+    for name, exp in zip(("cls_logits", "box_reg", "centerness", "build_logits", "type_logits"), expected, strict=True):
+        np.testing.assert_allclose(got[name], exp, atol=1e-4, rtol=1e-3, err_msg=name)
+    torch_det = torch_detector(model, metadata_from_checkpoint(ckpt, version="test"))
+    for rec in read_coco(tiny_coco)[:4]:
+        x, _ = preprocess(read_image(rec.file), ort_det.spec)
+        # Decode without suppression: NMS between near-tied boxes of an untrained model is not stable.
+        a, b = (decode(d._run(x[None]), 8, 0.01, nms_iou=1.0, max_detections=10_000)[0] for d in (ort_det, torch_det))
+        assert abs(len(a.scores) - len(b.scores)) <= 2  # a score at the floor may fall either side
+        for box, score in zip(a.boxes[:50], a.scores[:50], strict=True):
+            match = (np.abs(b.scores - score) <= 1e-4) & (np.abs(b.boxes - box).max(axis=1) <= 0.05)
+            assert match.any(), (box, score)
+
+def test_eval_of_onnx_and_checkpoint_agree(tiny_onnx, tiny_checkpoint, tiny_coco):
+    from armscan.training.evaluate import evaluate
+
+    a, b = evaluate(tiny_onnx, tiny_coco, progress=False), evaluate(tiny_checkpoint, tiny_coco, progress=False)
+    assert a["images"] == 12 and set(a["pd"]) >= {"any_threat", "firearm"}
+    assert a["mAP50"] == pytest.approx(b["mAP50"], abs=1e-3)

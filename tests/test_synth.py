@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from armscan.datasets.coco import read_coco
+from armscan.datasets.synth.canvas import Canvas
+from armscan.datasets.synth.scene import SceneConfig, detect, generate, render
+from armscan.datasets.synth.writer import write_dataset
+from armscan.datasets.taxonomy import CLASSES
+
+
+def test_generation_is_deterministic():
+    a, b = generate(123, 256, 200), generate(123, 256, 200)
+    assert np.array_equal(a.image, b.image)
+    assert a.boxes == b.boxes and a.meta == b.meta
+    assert not np.array_equal(a.image, generate(124, 256, 200).image)
+
+
+def test_thicker_and_denser_objects_transmit_less():
+    c = Canvas(100, 40, 1.0)
+    c.rect(0, 0, 30, 30, 10, "pla")
+    c.rect(35, 0, 30, 30, 20, "pla")
+    c.rect(70, 0, 25, 30, 10, "steel")
+    t = np.exp(-c.a_high[15])
+    assert t[15] > t[50] > t[80]
+
+
+def _hue_of(material: str, thick_mm: float) -> tuple[float, float, float]:
+    c = Canvas(60, 60, 1.0)
+    c.rect(0, 0, 60, 60, thick_mm, material)
+    depth = np.dstack([c.a_low, c.a_high])
+    img = render(detect(depth, np.random.default_rng(0)), "pseudo")
+    b, g, r = img[20:40, 20:40].reshape(-1, 3).mean(axis=0)
+    return float(b), float(g), float(r)
+
+
+def test_pseudo_colour_metal_is_blue_organic_orange_printed_faint():
+    b, g, r = _hue_of("steel", 3)
+    assert b > r and b > g, "metal must render blue"
+    b, g, r = _hue_of("water", 60)
+    assert r > g > b, "organic must render orange"
+    b, g, r = _hue_of("pla", 8)
+    assert 150 < min(b, g, r) and b < 250, "printed polymer is faint but visible"
+
+
+def test_boxes_lie_inside_the_image_and_enclose_material():
+    for seed in range(20):
+        scan = generate(seed, 320, 256, SceneConfig(threat_prob=1.0))
+        assert scan.boxes, "threat_prob=1 always places a threat"
+        for b in scan.boxes:
+            x, y, w, h = b["bbox"]
+            assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 256 and w > 2 and h > 2
+            assert b["cls"] in CLASSES
+
+
+def test_clean_scans_exist_at_zero_prevalence():
+    assert all(not generate(s, 200, 200, SceneConfig(threat_prob=0.0)).boxes for s in range(5))
+
+
+def test_written_dataset_round_trips_through_coco(tmp_path):
+    write_dataset(tmp_path, 4, seed=77, width=200, height=160)
+    recs = read_coco(tmp_path)
+    assert len(recs) == 4 and all(r.file.is_file() for r in recs)
+    again = generate(77, 200, 160)
+    assert [b["cls"] for b in recs[0].boxes] == [b["cls"] for b in again.boxes]
+    assert recs[0].meta["seed"] == 77 and recs[0].meta["style"] in ("pseudo", "grey")
+
+
+def test_unknown_style_is_rejected():
+    with pytest.raises(ValueError, match="Valid styles"):
+        render(np.ones((4, 4, 2), np.float32), "sepia")

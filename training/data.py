@@ -1,0 +1,73 @@
+"""Training datasets: synthetic scans generated on the fly, or a COCO folder, both preprocessed by
+the exact transform that inference uses (``armscan.inference.preprocess``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from armscan.datasets.coco import read_coco
+from armscan.datasets.synth.scene import SceneConfig, generate
+from armscan.datasets.taxonomy import BUILDS, CLASSES, FIREARM_TYPES
+from armscan.inference.preprocess import Letterbox, PreprocessSpec, preprocess
+from armscan.inference.readers import read_image
+from armscan.training.loss import IGNORE
+
+
+def encode_target(boxes: list[dict[str, Any]], lb: Letterbox) -> dict[str, torch.Tensor]:
+    """Annotation dicts (COCO xywh in original pixels) -> tensors in model-input pixels (xyxy)."""
+    xyxy = np.array([[b["bbox"][0], b["bbox"][1], b["bbox"][0] + b["bbox"][2], b["bbox"][1] + b["bbox"][3]]
+                     for b in boxes], np.float32).reshape(-1, 4) * lb.scale
+    keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
+    boxes = [b for b, k in zip(boxes, keep, strict=True) if k]
+    return {
+        "boxes": torch.from_numpy(xyxy[keep]),
+        "labels": torch.tensor([CLASSES.index(b["cls"]) for b in boxes], dtype=torch.long),
+        "builds": torch.tensor([BUILDS.index(b["build"]) if b["build"] in BUILDS else IGNORE for b in boxes],
+                               dtype=torch.long),
+        "types": torch.tensor([FIREARM_TYPES.index(b["type"]) if b["type"] in FIREARM_TYPES else IGNORE
+                               for b in boxes], dtype=torch.long),
+    }
+
+
+class SynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
+    """Item ``i`` is the scan of seed ``first_seed + i`` with random sides, generated when asked for."""
+
+    def __init__(self, first_seed: int, length: int, spec: PreprocessSpec, min_side: int, max_side: int,
+                 scene: SceneConfig) -> None:
+        self.first_seed, self.length, self.spec = first_seed, length, spec
+        self.min_side, self.max_side, self.scene = min_side, max_side, scene
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        seed = self.first_seed + i
+        w, h = np.random.default_rng([seed, 7]).integers(self.min_side, self.max_side + 1, size=2)
+        scan = generate(seed, int(w), int(h), self.scene)
+        x, lb = preprocess(scan.image, self.spec)
+        return torch.from_numpy(x), encode_target(scan.boxes, lb)
+
+
+class CocoDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
+    """A COCO folder (``armscan synth`` output or any COCO set mapped to our taxonomy)."""
+
+    def __init__(self, folder: Any, spec: PreprocessSpec) -> None:
+        self.records = read_coco(folder)
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rec = self.records[i]
+        x, lb = preprocess(read_image(rec.file), self.spec)
+        return torch.from_numpy(x), encode_target(rec.boxes, lb)
+
+
+def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Stack images; keep targets as a list."""
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]

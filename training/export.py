@@ -1,0 +1,68 @@
+"""``armscan export``: a checkpoint -> ONNX with the raw head outputs and the armscan metadata.
+
+The alarm thresholds are chosen on generated (or given) validation scans for a target parcel
+false-alarm rate, by running the exported model itself through the inference engine.
+
+    armscan export --checkpoint runs/train/last.pt --out models/bundled/armscan-det.onnx --calib DIR
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from armscan.datasets.coco import read_coco
+from armscan.inference.decode import OUTPUT_NAMES
+from armscan.inference.engine import Detector
+from armscan.inference.metadata import METADATA_KEY, ModelMetadata, Thresholds
+from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
+from armscan.training.evaluate import choose_alarm_threshold
+
+
+def export_onnx(model: torch.nn.Module, size: int, path: Path, opset: int = 18) -> None:
+    """Export with the dynamo exporter and a dynamic batch axis (example batch of 2)."""
+    example = torch.zeros(2, 3, size, size)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.onnx.export(model.eval(), (example,), dynamo=True, input_names=["images"],
+                                output_names=list(OUTPUT_NAMES), dynamic_shapes={"x": {0: batch}}, opset_version=opset,
+                                verbose=False)
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
+    program.save(str(path))
+
+
+def write_metadata(path: Path, metadata: ModelMetadata) -> None:
+    """Store the metadata JSON in the ONNX file (replacing any previous one) and check the model."""
+    proto = onnx.load(str(path))
+    for p in list(proto.metadata_props):
+        if p.key == METADATA_KEY:
+            proto.metadata_props.remove(p)
+    proto.metadata_props.add(key=METADATA_KEY, value=metadata.to_json())
+    proto.producer_name = "armscan"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None, target_far: float = 0.01,
+           training: dict[str, Any] | None = None) -> ModelMetadata:
+    """Export ``checkpoint`` to ``out``; with ``calib`` (a COCO folder), set the alarm threshold for ``target_far``."""
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, int(ckpt["preprocess"]["size"]), out)
+    summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
+               "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1),
+               "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16], **(training or {})}
+    metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
+    write_metadata(out, metadata)
+    if calib is not None:
+        t, stats = choose_alarm_threshold(Detector.from_onnx(out), read_coco(calib), target_far)
+        metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), target_far=target_far,
+                                         chosen_on=f"{calib.name}: {json.dumps(stats)}")
+        write_metadata(out, metadata)
+    return metadata
