@@ -47,11 +47,12 @@ def grid_centres(height: int, width: int, stride: int) -> NDArray[np.float32]:
 
 
 def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold: float, nms_iou: float,
-           max_detections: int = 100, pre_nms_top_k: int = 1000) -> list[Decoded]:
+           max_detections: int = 100, pre_nms_top_k: int = 1000, class_agnostic: bool = False) -> list[Decoded]:
     """Decode a batch of raw outputs ``{name: (B, C, H, W)}`` into per-image detections.
 
     Score = sqrt(sigmoid(class) * sigmoid(centreness)); boxes = centre -/+ exp(distance) * stride.
-    NMS is per class (OpenCV's batched NMS).
+    NMS is per class (OpenCV's batched NMS), or across classes when ``class_agnostic`` (one box per
+    item: the best-scoring class wins).
     """
     cls = outputs["cls_logits"]
     b, c, h, w = cls.shape
@@ -71,7 +72,8 @@ def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold
         boxes = np.concatenate([ctr_xy - dist[:, :2], ctr_xy + dist[:, 2:]], axis=1).astype(np.float32)
         if len(s):
             xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-            keep_idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), s.tolist(), lab.tolist(), score_threshold, nms_iou)
+            groups = np.zeros_like(lab) if class_agnostic else lab
+            keep_idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), s.tolist(), groups.tolist(), score_threshold, nms_iou)
             keep = np.asarray(keep_idx, np.int64).reshape(-1)
             keep = keep[np.argsort(-s[keep], kind="stable")][:max_detections]
         else:

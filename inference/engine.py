@@ -83,7 +83,8 @@ class Detector:
         x, lb = preprocess(image, self.spec)
         outputs = self._run(x[None])
         th = self.metadata.thresholds
-        det = decode(outputs, self.metadata.stride, th.min_score if min_score is None else min_score, th.nms_iou)[0]
+        det = decode(outputs, self.metadata.stride, th.min_score if min_score is None else min_score, th.nms_iou,
+                     class_agnostic=th.nms_class_agnostic)[0]
         det.boxes = lb.boxes_to_original(det.boxes)
         return det
 

@@ -22,6 +22,7 @@ class Thresholds(BaseModel):
 
     alarm: dict[str, float]
     nms_iou: float = 0.5
+    nms_class_agnostic: bool = False  # True: one box per item, the best class wins
     min_score: float = 0.05  # below this nothing is decoded (evaluation uses it for mAP)
     target_far: float | None = None  # the parcel false-alarm rate the alarm thresholds were chosen for
     chosen_on: str = ""  # where the thresholds were chosen (dataset and seeds)

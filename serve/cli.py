@@ -1,6 +1,7 @@
-"""The ``armscan`` command line: synth, train, eval, export and scan.
+"""The ``armscan`` command line: scan, batch, synth, train, eval and export.
 
     armscan scan datasets/samples --overlay runs/overlays --json
+    armscan batch /data/night1 parcels.csv --out runs/night1
     armscan synth --n 500 --seed 200000000 --out runs/test
     armscan train --config configs/det_small.yaml
     armscan eval --model models/bundled/armscan-det.onnx --data runs/test
@@ -31,6 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overlay", type=Path, help="write PNG overlays with boxes into this folder")
     s.add_argument("--all", action="store_true", help="also list detections below the alarm threshold")
     s.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+
+    b = sub.add_parser("batch", help="unattended, resumable screening of folders, archives and manifests")
+    b.add_argument("inputs", nargs="+", help="folders, zip/tar archives, image files, or CSV/JSONL parcel manifests")
+    b.add_argument("--out", type=Path, required=True, help="output folder; rerun the same command to resume")
+    b.add_argument("--model", default=str(DEFAULT_MODEL), help="exported ONNX model (default: the bundled one)")
+    b.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    b.add_argument("--decode-threads", type=int, default=2, help="threads decoding images ahead of inference")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+    k = sub.add_parser("kits", help="find firearms sent as parts across parcels to one consignee")
+    k.add_argument("runs", nargs="+", help="batch output folders (or their parcels.jsonl files)")
+    k.add_argument("--window-hours", type=float, default=24 * 14, help="parcels this close in time are grouped")
+    k.add_argument("--by-sender", action="store_true", help="group by consignee and sender")
+    k.add_argument("--rules", type=Path, help="YAML or JSON rules file (default: built-in pistol and long-gun kits)")
 
     g = sub.add_parser("synth", help="generate synthetic dual-energy X-ray scans with COCO annotations")
     g.add_argument("--n", type=int, required=True, help="number of scans")
@@ -71,8 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "scan":
             return scan_command(list(args.paths), Path(args.model), bool(args.json), args.jsonl, args.overlay,
                                 bool(args.all), args.threads)
+        if args.command == "batch":
+            from armscan.serve.batch import run_batch
+
+            return run_batch(list(args.inputs), args.out, Path(args.model), args.threads, args.decode_threads,
+                             progress=not args.no_progress)
         if args.command == "synth":
             return _synth(args)
+        if args.command == "kits":
+            return _kits(args)
         return _train_commands(args)
     except ModuleNotFoundError as exc:
         if exc.name in ("torch", "torchvision", "onnx", "onnxscript", "pycocotools", "tqdm", "yaml"):
@@ -80,6 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except (OSError, ValueError) as exc:
         return _fail(str(exc))
+
+
+def _kits(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from armscan.datasets.taxonomy import CLASSES
+    from armscan.serve.kits import find_kits, load_rules, read_parcels
+
+    rules = load_rules(args.rules, set(CLASSES))
+    alerts = find_kits(read_parcels(list(args.runs)), rules, timedelta(hours=args.window_hours), args.by_sender)
+    for a in alerts:
+        print(json.dumps(a))
+    print(f"{len(alerts)} kit alert(s)", file=sys.stderr)
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:

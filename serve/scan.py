@@ -10,19 +10,13 @@ import json
 import sys
 from pathlib import Path
 
+from armscan.datasets.readers import ImageReadError, find_images, read_image
 from armscan.inference.engine import Detector, ModelLoadError
 from armscan.inference.overlay import write_overlay
-from armscan.inference.readers import ImageReadError, find_images, read_image
 from armscan.inference.result import ScanResult
 
+# Beside the package in a source checkout (<repo>/models/bundled) and when installed (armscan/models/bundled).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "bundled" / "armscan-det.onnx"
-
-
-def _default_model() -> Path:
-    # Source checkout: <repo>/models/bundled; installed: armscan/models/bundled.
-    import armscan.models
-
-    return Path(armscan.models.__file__).parent / "bundled" / "armscan-det.onnx"
 
 
 def _row(r: ScanResult) -> str:
@@ -34,8 +28,6 @@ def _row(r: ScanResult) -> str:
 def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | None, overlay: Path | None,
                  include_all: bool, threads: int | None) -> int:
     """Screen every image under ``paths``; see the module docstring for the exit codes."""
-    if not model.is_file() and model == DEFAULT_MODEL:
-        model = _default_model()
     try:
         detector = Detector.from_onnx(model, threads=threads)
     except ModelLoadError as exc:

@@ -50,7 +50,7 @@ def test_16_bit_and_greyscale_scans_are_read(tiny_onnx, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["width"] == 200
 
 
-def test_missing_model_and_missing_inputs_exit_2(tiny_onnx, tmp_path, capsys):
+def test_missing_model_exits_2_and_a_missing_input_1(tiny_onnx, tmp_path, capsys):
     assert main(["scan", str(tmp_path), "--model", str(tmp_path / "nope.onnx")]) == 2
     assert "model file not found" in capsys.readouterr().err
     assert main(["scan", str(tmp_path / "empty_dir_missing"), "--model", str(tiny_onnx)]) == 1

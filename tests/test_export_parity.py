@@ -12,11 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from armscan.datasets.coco import read_coco  # noqa: E402
+from armscan.datasets.readers import read_image  # noqa: E402
 from armscan.inference.decode import decode  # noqa: E402
 from armscan.inference.engine import Detector  # noqa: E402
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata  # noqa: E402
 from armscan.inference.preprocess import preprocess  # noqa: E402
-from armscan.inference.readers import read_image  # noqa: E402
 from armscan.training.checkpoint import (  # noqa: E402
     load_checkpoint,
     metadata_from_checkpoint,
@@ -60,3 +60,14 @@ def test_eval_of_onnx_and_checkpoint_agree(tiny_onnx, tiny_checkpoint, tiny_coco
     a, b = evaluate(tiny_onnx, tiny_coco, progress=False), evaluate(tiny_checkpoint, tiny_coco, progress=False)
     assert a["images"] == 12 and set(a["pd"]) >= {"any_threat", "firearm"}
     assert a["mAP50"] == pytest.approx(b["mAP50"], abs=1e-3)
+
+
+def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny_coco, tmp_path):
+    from armscan.training.export import export
+
+    md = export(tiny_checkpoint, tmp_path / "cal.onnx", version="cal", calib=tiny_coco, target_far=0.5)
+    th = Detector.from_onnx(tmp_path / "cal.onnx").metadata.thresholds
+    assert th == md.thresholds and th.target_far == 0.5 and "mAP50_nms_agnostic" in th.chosen_on
+    assert len(set(th.alarm.values())) == 1 and 0.0 < next(iter(th.alarm.values())) <= 1.0
+    with pytest.raises(ValueError, match="cannot resolve a false-alarm rate of 0.01"):
+        export(tiny_checkpoint, tmp_path / "cal2.onnx", version="cal", calib=tiny_coco, target_far=0.01)

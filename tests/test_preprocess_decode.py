@@ -52,3 +52,12 @@ def test_decode_recovers_a_box_and_nms_removes_its_duplicate():
 def test_decode_of_nothing_is_empty():
     (det,) = decode(_raw(), stride=8, score_threshold=0.1, nms_iou=0.5)
     assert det.boxes.shape == (0, 4) and det.build.shape == (0, 3)
+
+
+def test_class_agnostic_nms_keeps_one_box_per_item():
+    raw = _raw()
+    raw["cls_logits"][0, 1, 4, 5] = 5.0  # the same location predicts two classes
+    raw["cls_logits"][0, 3, 4, 5] = 3.0
+    per_class = decode(raw, stride=8, score_threshold=0.1, nms_iou=0.5)[0]
+    agnostic = decode(raw, stride=8, score_threshold=0.1, nms_iou=0.5, class_agnostic=True)[0]
+    assert sorted(per_class.labels.tolist()) == [1, 3] and agnostic.labels.tolist() == [1]

@@ -7,10 +7,10 @@ pyproject.toml must not include torch either.
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 pytest.importorskip("torch")  # only to export the model the subprocess uses
 
@@ -33,7 +33,7 @@ def test_inference_screens_a_scan_without_torch(tiny_onnx, tiny_coco):
     image = sorted((tiny_coco / "images").glob("*.png"))[0]
     code = BLOCKER + f"""
 from armscan.inference.engine import Detector
-from armscan.inference.readers import read_image
+from armscan.datasets.readers import read_image
 det = Detector.from_onnx({str(tiny_onnx)!r})
 res = det.detect(read_image({str(image)!r}), include_below_alarm=True)
 assert res.decision in ('clear', 'alarm')

@@ -3,9 +3,10 @@ import pytest
 
 from armscan.datasets.coco import read_coco
 from armscan.datasets.synth.canvas import Canvas
-from armscan.datasets.synth.scene import SceneConfig, detect, generate, render
+from armscan.datasets.synth.scene import SceneConfig, detect, generate
 from armscan.datasets.synth.writer import write_dataset
 from armscan.datasets.taxonomy import CLASSES
+from armscan.datasets.xray import render
 
 
 def test_generation_is_deterministic():

@@ -25,6 +25,7 @@ class DataConfig(BaseModel):
     min_side: int = 256  # generated scans have random sides in [min_side, max_side]
     max_side: int = 480
     threat_prob: float = 0.7
+    cache_size: int = 0  # > 0: generate this many scans once and train on them with dihedral augmentation
 
 
 class TrainConfig(BaseModel):

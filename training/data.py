@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from armscan.datasets.coco import read_coco
+from armscan.datasets.readers import read_image
 from armscan.datasets.synth.scene import SceneConfig, generate
 from armscan.datasets.taxonomy import BUILDS, CLASSES, FIREARM_TYPES
-from armscan.inference.preprocess import Letterbox, PreprocessSpec, preprocess
-from armscan.inference.readers import read_image
+from armscan.inference.preprocess import Letterbox, PreprocessSpec, letterbox, normalise, preprocess
 from armscan.training.loss import IGNORE
 
 
@@ -71,3 +71,52 @@ class CocoDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Stack images; keep targets as a list."""
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class CachedSynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
+    """``size`` synthetic scans generated once, in parallel, kept letterboxed in memory (uint8), and served
+    with box-aware dihedral augmentation (flips and 90-degree turns, ``torchvision.transforms.v2``).
+
+    On a 2-core CPU this keeps both cores on the network instead of sharing them with the generator.
+    Scan ``i`` is :class:`SynthDetection`'s item ``i``, so the cache is reproducible.
+    """
+
+    def __init__(self, source: SynthDetection, size: int, processes: int = 2) -> None:
+        from multiprocessing import get_context
+
+        from tqdm import tqdm
+
+        self.spec = source.spec
+        with get_context("fork").Pool(processes) as pool:
+            items = list(tqdm(pool.imap(_cache_item, [(source, i) for i in range(size)], chunksize=32), total=size,
+                              desc="generating scans", unit="scan", mininterval=10.0))
+        self.canvases = np.stack([c for c, _ in items])  # (N, S, S, 3) uint8
+        self.targets = [{k: torch.from_numpy(v) for k, v in t.items()} for _, t in items]
+        from torchvision.transforms import v2
+
+        self.augment = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                                   v2.RandomApply([v2.RandomRotation((90.0, 90.0))], p=0.5)])
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from torchvision import tv_tensors
+
+        s = self.spec.size
+        img = tv_tensors.Image(torch.from_numpy(self.canvases[i]).permute(2, 0, 1))
+        t = self.targets[i]
+        boxes = tv_tensors.BoundingBoxes(t["boxes"], format="XYXY", canvas_size=(s, s))
+        img, boxes = self.augment(img, boxes)
+        x = normalise(np.ascontiguousarray(img.permute(1, 2, 0).numpy()), self.spec)
+        return torch.from_numpy(x), {**t, "boxes": boxes.as_subclass(torch.Tensor).float()}
+
+
+def _cache_item(args: tuple[SynthDetection, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One cached scan, as numpy: tensors sent between processes would each hold a file descriptor."""
+    source, i = args
+    seed = source.first_seed + i
+    w, h = np.random.default_rng([seed, 7]).integers(source.min_side, source.max_side + 1, size=2)
+    scan = generate(seed, int(w), int(h), source.scene)
+    canvas, lb = letterbox(scan.image, source.spec)
+    return canvas, {k: v.numpy() for k, v in encode_target(scan.boxes, lb).items()}

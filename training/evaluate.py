@@ -10,8 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from armscan.datasets.coco import Record, read_coco
+from armscan.datasets.readers import read_image
 from armscan.inference.engine import Detector
-from armscan.inference.readers import read_image
 from armscan.training.metrics import Prediction, coco_map, screening, threshold_at_far
 
 

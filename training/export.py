@@ -1,7 +1,8 @@
 """``armscan export``: a checkpoint -> ONNX with the raw head outputs and the armscan metadata.
 
-The alarm thresholds are chosen on generated (or given) validation scans for a target parcel
-false-alarm rate, by running the exported model itself through the inference engine.
+With ``--calib`` (a COCO folder of validation scans), the exported model itself, run through the
+inference engine, chooses its NMS mode (per class or across classes, by mAP50) and then one alarm
+threshold for a target parcel false-alarm rate.
 
     armscan export --checkpoint runs/train/last.pt --out models/bundled/armscan-det.onnx --calib DIR
 """
@@ -21,7 +22,7 @@ from armscan.inference.decode import OUTPUT_NAMES
 from armscan.inference.engine import Detector
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata, Thresholds
 from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
-from armscan.training.evaluate import choose_alarm_threshold
+from armscan.training.evaluate import choose_alarm_threshold, evaluate_records
 
 
 def export_onnx(model: torch.nn.Module, size: int, path: Path, opset: int = 18) -> None:
@@ -61,8 +62,18 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
     metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
     write_metadata(out, metadata)
     if calib is not None:
-        t, stats = choose_alarm_threshold(Detector.from_onnx(out), read_coco(calib), target_far)
-        metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), target_far=target_far,
-                                         chosen_on=f"{calib.name}: {json.dumps(stats)}")
+        records = read_coco(calib)
+        detector = Detector.from_onnx(out)
+        # NMS across classes or per class: whichever gives the higher mAP50 on the calibration scans.
+        scores = {}
+        for agnostic in (False, True):
+            detector.metadata.thresholds.nms_class_agnostic = agnostic
+            scores[agnostic] = float(evaluate_records(detector, records, progress=False)["mAP50"])
+        agnostic = scores[True] > scores[False]
+        detector.metadata.thresholds.nms_class_agnostic = agnostic
+        t, stats = choose_alarm_threshold(detector, records, target_far)
+        stats["mAP50_nms_per_class"], stats["mAP50_nms_agnostic"] = scores[False], scores[True]
+        metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), nms_class_agnostic=agnostic,
+                                         target_far=target_far, chosen_on=f"{calib.name}: {json.dumps(stats)}")
         write_metadata(out, metadata)
     return metadata

@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
+from armscan.inference.decode import grid_centres as inference_grid
+
 IGNORE = -1
 
 
 def grid_centres(h: int, w: int, stride: int, device: torch.device) -> torch.Tensor:
-    """(H*W, 2) xy centres in input pixels, row-major (same as ``armscan.inference.decode``)."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    return torch.stack([(xs.reshape(-1) + 0.5) * stride, (ys.reshape(-1) + 0.5) * stride], dim=1).float()
+    """(H*W, 2) xy centres in input pixels: the very grid that inference decodes on."""
+    return torch.from_numpy(inference_grid(h, w, stride)).to(device)
 
 
 def assign(centres: torch.Tensor, boxes: torch.Tensor, stride: int, centre_radius: float = 1.5,

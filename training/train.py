@@ -25,7 +25,7 @@ from armscan.models import get_model
 from armscan.models.detector import STRIDE
 from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, save_checkpoint
 from armscan.training.config import VAL_SEED, TrainConfig
-from armscan.training.data import CocoDetection, SynthDetection, collate
+from armscan.training.data import CachedSynthDetection, CocoDetection, SynthDetection, collate
 from armscan.training.engine import evaluate, train_one_epoch
 
 
@@ -49,7 +49,8 @@ def _loader(cfg: TrainConfig, dataset: Any, epoch: int) -> DataLoader[Any]:
     else:
         subset = dataset
         sampler = RandomSampler(dataset, num_samples=n, generator=torch.Generator().manual_seed(cfg.seed + epoch))
-    return DataLoader(subset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+    workers = 0 if isinstance(dataset, CachedSynthDetection) else cfg.workers  # in-memory: no copies
+    return DataLoader(subset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate, drop_last=True, persistent_workers=False)
 
 
@@ -74,8 +75,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         print(f"resuming from {last} at epoch {start_epoch} ({elapsed / 60:.1f} min already spent)")
     if cfg.data.kind == "synth":
         scene = SceneConfig(threat_prob=cfg.data.threat_prob)
-        dataset: Any = SynthDetection(cfg.data.train_seed, cfg.epochs * cfg.iters_per_epoch * cfg.batch_size, spec,
-                                      cfg.data.min_side, cfg.data.max_side, scene)
+        n_scans = cfg.data.cache_size or cfg.epochs * cfg.iters_per_epoch * cfg.batch_size
+        dataset: Any = SynthDetection(cfg.data.train_seed, n_scans, spec, cfg.data.min_side, cfg.data.max_side, scene)
+        if cfg.data.cache_size:
+            dataset = CachedSynthDetection(dataset, cfg.data.cache_size)
     else:
         if cfg.data.coco_dir is None:
             raise ValueError("data.kind is 'coco' but data.coco_dir is not set")

@@ -17,8 +17,8 @@ import numpy as np
 
 from armscan.datasets.synth.benign import container, random_benign
 from armscan.datasets.synth.threats import Item, random_threat
+from armscan.datasets.xray import STYLES, render
 
-STYLES = ("pseudo", "grey")
 DIFFICULTIES = ("easy", "hard", "hidden")
 _FOOTPRINT = 0.02  # optical depth above which a pixel belongs to an object's box
 
@@ -76,7 +76,9 @@ def compose(seed: int, width: int, height: int,
             cfg: SceneConfig = SceneConfig()) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     """Build the optical-depth maps (H, W, 2) of one parcel and its threat boxes."""
     rng = np.random.default_rng(seed)
-    long_mm = rng.uniform(350, 1200)
+    # Postal parcels and cabin bags (350-850 mm) mostly; one scan in seven is a large case or long
+    # parcel (950-1250 mm), the only ones that can hold a whole rifle or shotgun.
+    long_mm = rng.uniform(950, 1250) if rng.random() < 0.15 else rng.uniform(350, 850)
     pitch = long_mm / max(width, height)
     scene = np.zeros((height, width, 2), np.float32)
     cw, ch = width * pitch * rng.uniform(0.86, 0.97), height * pitch * rng.uniform(0.86, 0.97)
@@ -125,31 +127,6 @@ def detect(optical_depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     t = t + noise * np.sqrt(t / photons + 1e-6)
     out: np.ndarray = np.clip(t, 1.0 / 65535, 1.0).astype(np.float32)
     return out
-
-
-# OpenCV hue (0-180) at low/high attenuation ratios: organic orange, inorganic green, metal blue.
-_RATIO_KNOTS = np.array([1.0, 1.7, 2.3, 3.4, 4.3, 8.0], np.float32)
-_HUE_KNOTS = np.array([14.0, 16.0, 50.0, 60.0, 112.0, 118.0], np.float32)
-
-
-def render(trans: np.ndarray, style: str) -> np.ndarray:
-    """Display transmissions (H, W, 2) as a BGR uint8 image in ``style`` (see :data:`STYLES`)."""
-    t_low, t_high = trans[..., 0], trans[..., 1]
-    if style == "grey":
-        grey = np.clip(np.power(t_high, 0.6) * 255.0, 0, 255).astype(np.uint8)
-        return np.asarray(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
-    if style != "pseudo":
-        raise ValueError(f"Unknown style {style!r}. Valid styles: {', '.join(STYLES)}")
-    a_low, a_high = -np.log(t_low), -np.log(t_high)
-    ratio = cv2.blur(a_low, (3, 3)) / (cv2.blur(a_high, (3, 3)) + 1e-3)
-    # A starved low channel while the high one still passes means heavy metal: the ratio is
-    # unmeasurable there (clipped at the noise floor), and scanners show such pixels as metal.
-    ratio = np.where(t_low < 2e-3, np.maximum(ratio, 5.0), ratio)
-    hue = np.interp(ratio, _RATIO_KNOTS, _HUE_KNOTS).astype(np.float32)
-    sat = np.clip(1.8 * (1.0 - np.power(t_high, 1.2)), 0, 1) * 255.0
-    val = np.clip(np.power(t_high, 0.5) * 1.08, 0, 1) * 255.0
-    hsv = np.dstack([hue, sat, val]).astype(np.uint8)
-    return np.asarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))
 
 
 def generate(seed: int, width: int = 512, height: int = 512, cfg: SceneConfig = SceneConfig(),

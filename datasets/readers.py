@@ -1,0 +1,161 @@
+"""Image readers for the CLI, the batch job and the service: one place for decoding, torch-free.
+
+Formats: PNG, JPEG (EXIF orientation applied), TIFF 8/16-bit, BMP; DICOS and DICOM images
+(``.dcm``/``.dcs``, or any file with the DICM preamble) through pydicom; and raw dual-energy pairs,
+two single-channel 16-bit TIFFs named ``NAME_low.tif(f)`` and ``NAME_high.tif(f)`` (full scale =
+unattenuated air), rendered in armscan's pseudo-colour. Any bit depth and channel count becomes
+8-bit BGR: 16-bit scans are scaled by their full range, greyscale is replicated, alpha is dropped.
+Every failure is one :class:`ImageReadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from armscan.datasets.xray import render, transmissions_from_raw16
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dcs"})
+_PAIR = re.compile(r"^(?P<stem>.+)_(?P<band>low|high)$", re.IGNORECASE)
+MAX_PIXELS = 64_000_000  # larger images are refused (the service will also cap the upload size)
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be read; ``str()`` names the file and the reason."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def to_bgr8(img: NDArray[np.generic], source: str = "<image>") -> NDArray[np.uint8]:
+    """Normalise a decoded image of any depth and channel count to (H, W, 3) uint8 BGR."""
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ImageReadError(source, f"unsupported image shape {img.shape}")
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageReadError(source, f"unsupported pixel type {img.dtype}")
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[..., :3]
+    return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+def _is_dicom(data: bytes) -> bool:
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def decode_dicom(data: bytes, source: str = "<bytes>") -> NDArray[np.uint8]:
+    """Decode a DICOS (or DICOM) 2D X-ray image to BGR uint8, honouring MONOCHROME1 and BitsStored."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, ValueError, TypeError) as exc:
+        raise ImageReadError(source, f"not a readable DICOS/DICOM file ({exc})") from exc
+    uid = ds.get("SOPClassUID")
+    kind = (getattr(uid, "name", "") or str(uid or "")) or "a file of unknown SOP class"
+    if "PixelData" not in ds:
+        raise ImageReadError(source, f"{kind} holds no image (pixel data missing)")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ImageReadError(source, f"{kind} with {frames} frames: volumes (CT) are not screened by the 2D detector")
+    try:
+        arr = np.asarray(ds.pixel_array)
+    except Exception as exc:  # pydicom raises several types for missing codecs or bad pixel data
+        raise ImageReadError(source, f"{kind}: pixel data cannot be decoded ({exc})") from exc
+    if arr.dtype.kind not in "ui":
+        raise ImageReadError(source, f"{kind}: unsupported pixel type {arr.dtype}")
+    bits = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    img = np.clip(arr.astype(np.float32) / float(2**bits - 1), 0.0, 1.0)
+    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+        img = 1.0 - img
+    return to_bgr8(img, source)
+
+
+def decode_image(data: bytes, source: str = "<bytes>") -> NDArray[np.uint8]:
+    """Decode image bytes (PNG, JPEG, TIFF 8/16-bit, BMP, DICOS/DICOM) to BGR uint8, honouring EXIF orientation."""
+    if not data:
+        raise ImageReadError(source, "empty file")
+    if _is_dicom(data):
+        return decode_dicom(data, source)
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if img is None:
+        raise ImageReadError(source, "not a decodable image (supported: PNG, JPEG, TIFF, BMP)")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:
+        raise ImageReadError(source, f"{img.shape[1]}x{img.shape[0]} exceeds the {MAX_PIXELS} pixel limit")
+    return to_bgr8(img, source)
+
+
+def _read_bytes(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(str(p), exc.strerror or str(exc)) from exc
+
+
+def _partner(p: Path, band: str) -> Path | None:
+    """The other channel of a dual-energy pair (``band`` 'low' or 'high'), if ``p`` is one and it exists."""
+    m = _PAIR.match(p.stem)
+    if m is None or p.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    for suffix in (p.suffix, ".tif", ".tiff"):
+        for b in (band, band.upper()):
+            q = p.with_name(f"{m['stem']}_{b}{suffix}")
+            if q.exists() and q != p:
+                return q
+    return None
+
+
+def read_dual_energy(low: str | Path, high: str | Path, style: str = "pseudo") -> NDArray[np.uint8]:
+    """Render a raw dual-energy pair (two single-channel 16-bit images) as a BGR uint8 scan."""
+    chans = []
+    for p in (Path(low), Path(high)):
+        img = cv2.imdecode(np.frombuffer(_read_bytes(p), np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ImageReadError(str(p), "not a decodable image")
+        if img.ndim != 2 or img.dtype != np.uint16:
+            raise ImageReadError(str(p), f"a dual-energy channel must be single-channel 16-bit, got {img.dtype} {img.shape}")
+        chans.append(img)
+    try:
+        return render(transmissions_from_raw16(chans[0], chans[1]), style)
+    except ValueError as exc:
+        raise ImageReadError(f"{low} + {high}", str(exc)) from exc
+
+
+def read_image(path: str | Path) -> NDArray[np.uint8]:
+    """Read a scan file to BGR uint8; raises :class:`ImageReadError` with the reason.
+
+    ``NAME_low.tif`` with a ``NAME_high.tif`` beside it is read as a dual-energy pair."""
+    p = Path(path)
+    m = _PAIR.match(p.stem)
+    if m is not None and m["band"].lower() == "low" and (high := _partner(p, "high")) is not None:
+        return read_dual_energy(p, high)
+    return decode_image(_read_bytes(p), str(p))
+
+
+def find_images(paths: list[str]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into scans; a missing path is kept so that the
+    caller reports it. The ``_high`` half of a dual-energy pair is dropped: its ``_low`` half stands for both."""
+    out: list[Path] = []
+    for s in paths:
+        p = Path(s)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return [p for p in out if not (_PAIR.match(p.stem) and p.stem.lower().endswith("_high") and _partner(p, "low"))]

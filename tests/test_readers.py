@@ -1,0 +1,76 @@
+"""Readers: every format the CLI takes, and a clear typed error for everything else."""
+
+import cv2
+import numpy as np
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from armscan.datasets.readers import ImageReadError, decode_image, find_images, read_dual_energy, read_image
+
+DICOS_DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.501.2.1"  # DICOS Digital X-Ray Image Storage - For Presentation
+
+
+def _write_dicos(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1) -> None:
+    from pydicom.dataset import FileDataset
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DICOS_DX_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = DICOS_DX_PRESENTATION
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_dicos_image_written_by_pydicom_is_read(tmp_path):
+    px = np.zeros((40, 60), np.uint16)
+    px[:, 30:] = 4095  # 12-bit full scale
+    _write_dicos(tmp_path / "scan.dcs", px)
+    img = read_image(tmp_path / "scan.dcs")
+    assert img.shape == (40, 60, 3) and img.dtype == np.uint8
+    assert img[0, 0, 0] == 0 and img[0, 59, 0] == 255
+    _write_dicos(tmp_path / "inv.dcm", px, photometric="MONOCHROME1")
+    assert read_image(tmp_path / "inv.dcm")[0, 0, 0] == 255
+
+
+def test_dicos_volume_is_refused_with_a_reason(tmp_path):
+    _write_dicos(tmp_path / "ct.dcs", np.zeros((3, 8, 8), np.uint16), frames=3)
+    with pytest.raises(ImageReadError, match="3 frames"):
+        read_image(tmp_path / "ct.dcs")
+
+
+def test_16_bit_dual_energy_pair_renders_metal_blue(tmp_path):
+    low = np.full((50, 50), 60000, np.uint16)
+    high = np.full((50, 50), 62000, np.uint16)
+    low[10:40, 10:40] = 30  # the low channel is starved behind steel ...
+    high[10:40, 10:40] = 3000  # ... while the high one still passes
+    assert cv2.imwrite(str(tmp_path / "bag_low.tiff"), low) and cv2.imwrite(str(tmp_path / "bag_high.tiff"), high)
+    assert find_images([str(tmp_path)]) == [tmp_path / "bag_low.tiff"]
+    img = read_image(tmp_path / "bag_low.tiff")
+    b, g, r = img[25, 25].astype(int)
+    assert b > r and b > g
+    with pytest.raises(ImageReadError, match="single-channel 16-bit"):
+        cv2.imwrite(str(tmp_path / "x_low.tif"), np.zeros((5, 5), np.uint8))
+        read_dual_energy(tmp_path / "x_low.tif", tmp_path / "bag_high.tiff")
+
+
+@pytest.mark.parametrize("data, reason", [(b"", "empty file"), (b"GIF89a....", "not a decodable image"),
+                                          (b"\0" * 128 + b"DICM" + b"\1" * 20, "not a readable DICOS|pixel data missing")])
+def test_bad_bytes_get_a_typed_error(data, reason):
+    with pytest.raises(ImageReadError, match=reason):
+        decode_image(data, "upload")
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="nope.png"):
+        read_image(tmp_path / "nope.png")
