@@ -6,6 +6,9 @@ Outputs in DIR:
 - ``parcels.jsonl``, ``results.csv`` and ``report.html`` (summary counts and every alarm's thumbnail with
   its boxes, self-contained, opens from disk): rebuilt from the ledger and replaced atomically.
 - ``thumbs/``: the alarm thumbnails the report embeds.
+- ``tdr/``: for every alarm, a JSON threat detection report (``armscan-tdr-json/1``), the JSON
+  equivalent of a DICOS Threat Detection Report: the scan, the algorithm and its version, the
+  assessment, and each threat object with its class, type, build, probability and bounding polygon.
 
 Resume: rerunning the same command after a crash (even ``kill -9``) reads the ledger, drops a torn last
 line, and screens only the inputs that have no row yet, so each input appears exactly once.
@@ -22,6 +25,7 @@ import os
 import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from tqdm import tqdm
 from armscan.datasets.readers import ImageReadError
 from armscan.inference.engine import Detector, ModelLoadError
 from armscan.inference.overlay import render_overlay
+from armscan.inference.result import ScanResult
 from armscan.serve.batch_inputs import ManifestError, ScanInput, expand_inputs
 from armscan.serve.report import write_reports
 
@@ -53,7 +58,7 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data[:end].decode().splitlines() if line.strip()]
 
 
-def _thumb(out: Path, key: str, image: NDArray[np.uint8], result: Any) -> str:
+def _thumb(out: Path, key: str, image: NDArray[np.uint8], result: ScanResult) -> str:
     overlay = render_overlay(image, result)
     scale = THUMB_SIDE / max(overlay.shape[:2])
     if scale < 1:
@@ -61,9 +66,29 @@ def _thumb(out: Path, key: str, image: NDArray[np.uint8], result: Any) -> str:
     name = f"thumbs/{hashlib.sha1(key.encode()).hexdigest()[:16]}.jpg"
     ok, buf = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if ok:
-        tmp = out / (name + ".tmp")
-        tmp.write_bytes(buf.tobytes())
-        tmp.replace(out / name)
+        _atomic_bytes(out / name, buf.tobytes())
+    return name
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _tdr(out: Path, item: ScanInput, result: ScanResult) -> str:
+    """Write the alarm's JSON threat detection report; returns its path relative to ``out``."""
+    objects = [{"id": k + 1, "class": d.cls, "type": d.type, "build": d.build, "probability": d.score,
+                "bounding_polygon": [[d.box[0], d.box[1]], [d.box[2], d.box[1]], [d.box[2], d.box[3]],
+                                     [d.box[0], d.box[3]]]}
+               for k, d in enumerate(x for x in result.detections if x.alarm)]
+    report = {"format": "armscan-tdr-json/1", "equivalent_of": "DICOS Threat Detection Report", "scan": item.key,
+              "parcel": item.parcel, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+              "algorithm": {"name": result.model_name, "version": result.model_version},
+              "assessment": "threat", "image": {"width": result.width, "height": result.height},
+              "threat_objects": objects}
+    name = f"tdr/{hashlib.sha1(item.key.encode()).hexdigest()[:16]}.json"
+    _atomic_bytes(out / name, json.dumps(report, indent=1).encode())
     return name
 
 
@@ -82,6 +107,7 @@ def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = N
         items = expand_inputs(inputs)
         out.mkdir(parents=True, exist_ok=True)
         (out / "thumbs").mkdir(exist_ok=True)
+        (out / "tdr").mkdir(exist_ok=True)
     except (ModelLoadError, ManifestError, OSError) as exc:
         print(f"armscan: error: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +141,7 @@ def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = N
                 row |= {"status": "ok", **result.model_dump(exclude={"source"})}
                 if result.decision == "alarm":
                     row["thumb"] = _thumb(out, item.key, image, result)
+                    row["tdr"] = _tdr(out, item, result)
             sink.write(json.dumps(row) + "\n")
             sink.flush()
             written += 1

@@ -71,6 +71,10 @@ def test_alarms_get_thumbnails_in_the_report(tiny_coco, tiny_onnx, tmp_path):
     assert run_batch([str(tiny_coco / "images")], out, sensitive, progress=False) == 0
     rows = read_ledger(out / "scans.jsonl")
     assert all(r["decision"] == "alarm" and (out / r["thumb"]).is_file() for r in rows)
+    tdr = json.loads((out / rows[0]["tdr"]).read_text())
+    assert tdr["format"] == "armscan-tdr-json/1" and tdr["assessment"] == "threat" and tdr["scan"] == rows[0]["key"]
+    assert len(tdr["threat_objects"]) == sum(d["alarm"] for d in rows[0]["detections"]) > 0
+    assert len(tdr["threat_objects"][0]["bounding_polygon"]) == 4
     assert (out / "report.html").read_text().count("data:image/jpeg;base64,") == len(rows)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -67,14 +68,11 @@ def coco_map(records: list[Record], preds: list[Prediction], classes: list[str])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) xyxy -> (N, M) IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    iou: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-    return iou
+    """(N, 4) x (M, 4) xyxy -> (N, M) IoU, by pycocotools."""
+    def xywh(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([x[:, :2], x[:, 2:] - x[:, :2]], axis=1).astype(np.float64)
+
+    return np.asarray(mask_utils.iou(xywh(a), xywh(b), [0] * len(b))).reshape(len(a), len(b))
 
 
 def threshold_at_far(clean_scores: np.ndarray, far: float) -> float:
