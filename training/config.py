@@ -15,7 +15,7 @@ TEST_SEED = 200_000_000
 
 
 class DataConfig(BaseModel):
-    """Where training images come from: generated on the fly, or a COCO folder."""
+    """Where training images come from: generated (on the fly, or once into memory), or a COCO folder."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,4 +1,4 @@
-"""Training datasets: synthetic scans generated on the fly, or a COCO folder, both preprocessed by
+"""Training datasets: synthetic scans (on the fly, or cached in memory), or a COCO folder, all preprocessed by
 the exact transform that inference uses (``armscan.inference.preprocess``)."""
 
 from __future__ import annotations
