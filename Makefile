@@ -31,7 +31,7 @@ test: $(VENV)/.train-dev
 
 ## Train the bundled model from scratch (about 55 min on 2 cores), export it and write its model card.
 train: $(VENV)/.train-dev
-	$(BIN)/armscan train --config configs/det_small.yaml
+	$(BIN)/armscan train --config training/det_small.yaml
 	$(MAKE) model-card
 
 ## Choose the threshold on validation scans, export, and measure on 500 held-out scans.

@@ -3,7 +3,7 @@
     armscan scan datasets/samples --overlay runs/overlays --json
     armscan batch /data/night1 parcels.csv --out runs/night1
     armscan synth --n 500 --seed 200000000 --out runs/test
-    armscan train --config configs/det_small.yaml
+    armscan train --config training/det_small.yaml
     armscan eval --model models/bundled/armscan-det.onnx --data runs/test
     armscan export --checkpoint runs/train/last.pt --out model.onnx --calib runs/val
 
@@ -48,12 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--rules", type=Path, help="YAML or JSON rules file (default: built-in pistol and long-gun kits)")
 
     g = sub.add_parser("synth", help="generate synthetic dual-energy X-ray scans with COCO annotations")
-    g.add_argument("--n", type=int, required=True, help="number of scans")
+    g.add_argument("action", nargs="?", choices=["gallery"], help="'gallery': write a contact-sheet PNG to --out")
+    g.add_argument("--n", type=int, default=None, help="number of scans (gallery: 12)")
     g.add_argument("--seed", type=int, default=0, help="first seed; scan k uses seed + k")
     g.add_argument("--out", type=Path, required=True, help="output folder (images/ and annotations.json)")
     g.add_argument("--width", type=int, default=512)
     g.add_argument("--height", type=int, default=512)
     g.add_argument("--threat-prob", type=float, default=0.6, help="share of scans holding a threat")
+    g.add_argument("--raw", action="store_true", help="also write raw 16-bit low/high TIFF pairs under raw/")
+    g.add_argument("--yolo", action="store_true", help="also write YOLO labels under labels/")
 
     t = sub.add_parser("train", help="train a detector (needs the train extra)")
     t.add_argument("--config", type=Path, help="YAML config overlaying the defaults")
@@ -120,12 +123,19 @@ def _kits(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from armscan.datasets.synth.scene import SceneConfig
-    from armscan.datasets.synth.writer import write_dataset
+    from armscan.datasets.synth.writer import write_dataset, write_gallery
 
-    if args.n < 1 or min(args.width, args.height) < 128:
-        return _fail("--n must be >= 1 and --width/--height >= 128")
-    path = write_dataset(args.out, args.n, args.seed, args.width, args.height, SceneConfig(threat_prob=args.threat_prob))
-    print(f"wrote {args.n} scans and {path}")
+    cfg = SceneConfig(threat_prob=args.threat_prob)
+    n = args.n if args.n is not None else (12 if args.action == "gallery" else 0)
+    if n < 1 or min(args.width, args.height) < 128 or not 0.0 <= args.threat_prob <= 1.0:
+        return _fail("--n must be >= 1, --width/--height >= 128 and --threat-prob within [0, 1]")
+    if args.action == "gallery":
+        if args.out.suffix.lower() != ".png":
+            return _fail("synth gallery writes a PNG: give --out FILE.png")
+        print(f"wrote {write_gallery(args.out, n, args.seed, cfg=cfg)}")
+        return 0
+    path = write_dataset(args.out, n, args.seed, args.width, args.height, cfg, raw=args.raw, yolo=args.yolo)
+    print(f"wrote {n} scans and {path}")
     return 0
 
 

@@ -69,3 +69,34 @@ def test_written_dataset_round_trips_through_coco(tmp_path):
 def test_unknown_style_is_rejected():
     with pytest.raises(ValueError, match="Valid styles"):
         render(np.ones((4, 4, 2), np.float32), "sepia")
+
+
+def test_raw_16_bit_pairs_and_yolo_labels_match_the_rendered_scan(tmp_path):
+    from armscan.datasets.readers import read_image
+
+    write_dataset(tmp_path, 2, seed=300, width=200, height=160, cfg=SceneConfig(threat_prob=1.0), raw=True, yolo=True)
+    recs = read_coco(tmp_path)
+    assert any(r.boxes for r in recs)
+    for rec in recs:
+        stem = rec.file.stem
+        from_raw = read_image(tmp_path / "raw" / f"{stem}_low.tiff")  # the reader pairs it with _high
+        if rec.meta["style"] == "pseudo":
+            diff = np.abs(from_raw.astype(int) - read_image(rec.file).astype(int))
+            assert np.percentile(diff, 99) <= 3  # only 16-bit quantisation separates them
+        labels = (tmp_path / "labels" / f"{stem}.txt").read_text().split("\n")[:-1]
+        assert len(labels) == len(rec.boxes)
+        if not rec.boxes:
+            continue
+        cls, cx, cy, w, h = labels[0].split()
+        x, y, bw, bh = rec.boxes[0]["bbox"]
+        assert CLASSES[int(cls)] == rec.boxes[0]["cls"]
+        assert float(cx) == pytest.approx((x + bw / 2) / 200, abs=1e-4) and float(h) == pytest.approx(bh / 160, abs=1e-4)
+
+
+def test_gallery_is_a_contact_sheet(tmp_path):
+    import cv2
+
+    from armscan.datasets.synth.writer import write_gallery
+
+    img = cv2.imread(str(write_gallery(tmp_path / "g.png", n=5, seed=1, tile=128, cols=4)))
+    assert img.shape == (2 * 132, 4 * 132, 3)

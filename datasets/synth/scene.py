@@ -40,6 +40,14 @@ class Scan:
     image: np.ndarray  # (H, W, 3) uint8 BGR
     boxes: list[dict[str, Any]] = field(default_factory=list)  # {bbox: [x, y, w, h], cls, type, build}
     meta: dict[str, Any] = field(default_factory=dict)
+    transmissions: np.ndarray | None = None  # (H, W, 2) float32 low/high, what the detector measured
+
+    def raw16(self) -> tuple[np.ndarray, np.ndarray]:
+        """The low and high channels as 16-bit images (full scale = unattenuated air)."""
+        if self.transmissions is None:
+            raise ValueError("this scan was generated without its transmissions")
+        t = np.round(self.transmissions * 65535.0).astype(np.uint16)
+        return t[..., 0], t[..., 1]
 
 
 def _place(scene: np.ndarray, item: Item, rng: np.random.Generator, centre: tuple[float, float] | None,
@@ -136,6 +144,6 @@ def generate(seed: int, width: int = 512, height: int = 512, cfg: SceneConfig = 
     rng = np.random.default_rng([seed, 1])
     if style is None:
         style = str(rng.choice(STYLES, p=cfg.style_probs))
-    image = render(detect(depth, rng), style)
+    trans = detect(depth, rng)
     meta["style"] = style
-    return Scan(image=image, boxes=boxes, meta=meta)
+    return Scan(image=render(trans, style), boxes=boxes, meta=meta, transmissions=trans)
