@@ -97,6 +97,8 @@ def _load(item: ScanInput) -> tuple[ScanInput, NDArray[np.uint8] | None, str | N
         return item, item.load(), None
     except ImageReadError as exc:
         return item, None, exc.reason
+    except Exception as exc:  # an unattended job records any decoder failure and goes on
+        return item, None, f"cannot decode ({type(exc).__name__}: {exc})"
 
 
 def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = None, decode_threads: int = 2,
@@ -137,11 +139,15 @@ def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = N
             if image is None:
                 row |= {"status": "error", "error": error}
             else:
-                result = detector.detect(image, source=item.key)
-                row |= {"status": "ok", **result.model_dump(exclude={"source"})}
-                if result.decision == "alarm":
-                    row["thumb"] = _thumb(out, item.key, image, result)
-                    row["tdr"] = _tdr(out, item, result)
+                try:
+                    result = detector.detect(image, source=item.key)
+                except Exception as exc:  # one odd image must not stop the night's batch
+                    row |= {"status": "error", "error": f"screening failed ({type(exc).__name__}: {exc})"}
+                else:
+                    row |= {"status": "ok", **result.model_dump(exclude={"source"})}
+                    if result.decision == "alarm":
+                        row["thumb"] = _thumb(out, item.key, image, result)
+                        row["tdr"] = _tdr(out, item, result)
             sink.write(json.dumps(row) + "\n")
             sink.flush()
             written += 1

@@ -114,3 +114,20 @@ def test_resume_after_kill_9_keeps_every_input_exactly_once(tiny_coco, tiny_onnx
     keys = [r["key"] for r in read_ledger(ledger)]
     assert len(keys) == 300 and len(set(keys)) == 300
     assert f"resuming: {before} of 300" in done.stdout
+
+
+def test_an_unexpected_decoder_failure_becomes_an_error_row(tmp_path, tiny_onnx, monkeypatch, tiny_coco):
+    import armscan.serve.batch_inputs as bi
+
+    real = bi.read_image
+
+    def flaky(path):
+        if path.name.endswith("0.png"):
+            raise MemoryError("simulated")
+        return real(path)
+
+    monkeypatch.setattr(bi, "read_image", flaky)
+    out = tmp_path / "out"
+    assert run_batch([str(tiny_coco / "images")], out, tiny_onnx, progress=False) == 1
+    rows = read_ledger(out / "scans.jsonl")
+    assert len(rows) == 12 and any("MemoryError: simulated" in r.get("error", "") for r in rows)
