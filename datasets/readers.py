@@ -95,7 +95,7 @@ def decode_image(data: bytes, source: str = "<bytes>") -> NDArray[np.uint8]:
     buf = np.frombuffer(data, np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
-        raise ImageReadError(source, "not a decodable image (supported: PNG, JPEG, TIFF, BMP)")
+        raise ImageReadError(source, "not a decodable image (supported: PNG, JPEG, TIFF, BMP, DICOS/DICOM)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageReadError(source, f"{img.shape[1]}x{img.shape[0]} exceeds the {MAX_PIXELS} pixel limit")
     return to_bgr8(img, source)

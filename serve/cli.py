@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except (OSError, ValueError) as exc:
         return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted; what was finished is kept (rerun the same batch or train command to resume)", 130)
 
 
 def _kits(args: argparse.Namespace) -> int:
