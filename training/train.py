@@ -1,4 +1,4 @@
-"""``armscan train --config FILE``: train a detector on the CPU (or a GPU when present), with progress,
+"""``armscan train --config FILE``: train a detector on the CPU, with progress,
 per-epoch checkpoints, resume, a CSV log and an end-of-run evaluation on generated validation scans.
 
     armscan train --config training/det_small.yaml          # resumes from OUT/last.pt if present
