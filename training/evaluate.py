@@ -40,9 +40,10 @@ def predict(detector: Detector, records: list[Record], progress: bool = True) ->
     return preds
 
 
-def evaluate_records(detector: Detector, records: list[Record], progress: bool = True) -> dict[str, Any]:
-    """Every metric of the module docstring, as a JSON-ready dict."""
-    preds = predict(detector, records, progress)
+def evaluate_records(detector: Detector, records: list[Record], progress: bool = True,
+                     preds: list[Prediction] | None = None) -> dict[str, Any]:
+    """Every metric of the module docstring, as a JSON-ready dict (``preds``: already computed predictions)."""
+    preds = preds if preds is not None else predict(detector, records, progress)
     classes = detector.metadata.classes
     out: dict[str, Any] = {"images": len(records), **coco_map(records, preds, classes),
                            **screening(records, preds, classes)}
@@ -62,10 +63,10 @@ def evaluate(model: str | Path, data: str | Path, progress: bool = True) -> dict
     return evaluate_records(detector, read_coco(Path(data)), progress)
 
 
-def choose_alarm_threshold(detector: Detector, records: list[Record], target_far: float,
-                           progress: bool = True) -> tuple[float, dict[str, Any]]:
+def choose_alarm_threshold(detector: Detector, records: list[Record], target_far: float, progress: bool = True,
+                           preds: list[Prediction] | None = None) -> tuple[float, dict[str, Any]]:
     """One alarm threshold for all classes such that the parcel FAR on the clean ``records`` is <= target."""
-    preds = predict(detector, records, progress)
+    preds = preds if preds is not None else predict(detector, records, progress)
     clean = [p for p, r in zip(preds, records, strict=True) if not r.boxes]
     if len(clean) < 1.0 / max(target_far, 1e-9):
         raise ValueError(f"{len(clean)} clean scans cannot resolve a false-alarm rate of {target_far:g}; "

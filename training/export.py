@@ -22,7 +22,7 @@ from armscan.inference.decode import OUTPUT_NAMES
 from armscan.inference.engine import Detector
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata, Thresholds
 from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
-from armscan.training.evaluate import choose_alarm_threshold, evaluate_records
+from armscan.training.evaluate import choose_alarm_threshold, evaluate_records, predict
 
 
 def export_onnx(model: torch.nn.Module, size: int, path: Path, opset: int = 18) -> None:
@@ -65,13 +65,14 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
         records = read_coco(calib)
         detector = Detector.from_onnx(out)
         # NMS across classes or per class: whichever gives the higher mAP50 on the calibration scans.
-        scores = {}
+        scores, preds = {}, {}
         for agnostic in (False, True):
             detector.metadata.thresholds.nms_class_agnostic = agnostic
-            scores[agnostic] = float(evaluate_records(detector, records, progress=False)["mAP50"])
+            preds[agnostic] = predict(detector, records, progress=False)
+            scores[agnostic] = float(evaluate_records(detector, records, preds=preds[agnostic])["mAP50"])
         agnostic = scores[True] > scores[False]
         detector.metadata.thresholds.nms_class_agnostic = agnostic
-        t, stats = choose_alarm_threshold(detector, records, target_far)
+        t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds[agnostic])
         stats["mAP50_nms_per_class"], stats["mAP50_nms_agnostic"] = scores[False], scores[True]
         metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), nms_class_agnostic=agnostic,
                                          target_far=target_far, chosen_on=f"{calib.name}: {json.dumps(stats)}")
