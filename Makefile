@@ -6,7 +6,11 @@ MODEL := models/bundled/armscan-det.onnx
 TEST_SEED := 200000000
 VAL_SEED := 100000000
 
-.PHONY: run test train lint model-card bench clean
+SERVICE_DATA ?= runs/service
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run serve test train lint model-card bench bench-service clean
 
 # A runtime-only environment (no torch), created only if no environment exists yet.
 $(BIN)/armscan:
@@ -14,16 +18,27 @@ $(BIN)/armscan:
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e .
 
+# The runtime's dependencies follow pyproject.toml (still no torch).
+$(VENV)/.runtime: pyproject.toml | $(BIN)/armscan
+	$(BIN)/pip install -q -e .
+	touch $@
+
 # Training and test tools on top (torch is pinned in pyproject.toml).
 $(VENV)/.train-dev: pyproject.toml | $(BIN)/armscan
 	$(BIN)/pip install -q -e '.[train,dev]'
-	touch $@
+	touch $@ $(VENV)/.runtime
 
 ## Screen the bundled sample scans with the bundled model: table on stdout, overlays and JSONL in runs/.
-run: | $(BIN)/armscan
+run: $(VENV)/.runtime
 	@mkdir -p runs
 	@rm -f runs/scan.jsonl
 	$(BIN)/armscan scan datasets/samples --overlay runs/overlays --jsonl runs/scan.jsonl
+
+## Start the officers' web service with the bundled model on http://$(HOST):$(PORT) (data in $(SERVICE_DATA)).
+serve: $(VENV)/.runtime
+	@ARMSCAN_DATA_DIR=$(SERVICE_DATA) $(BIN)/armscan users list 2>/dev/null | grep -q ' admin ' || \
+		echo "No admin yet. In another terminal: ARMSCAN_DATA_DIR=$(SERVICE_DATA) $(BIN)/armscan users create-admin --username chief"
+	ARMSCAN_DATA_DIR=$(SERVICE_DATA) $(BIN)/armscan serve --host $(HOST) --port $(PORT)
 
 ## Run the test suite (installs the train and dev extras first).
 test: $(VENV)/.train-dev
@@ -44,8 +59,12 @@ model-card: $(VENV)/.train-dev
 		--out models/bundled/MODEL_CARD.md
 
 ## Latency of the bundled model (onnxruntime, batch 1, 2 threads) and end-to-end scan rate.
-bench: | $(BIN)/armscan
+bench: $(VENV)/.runtime
 	$(BIN)/python bench/latency.py --model $(MODEL)
+
+## The service under load: 5,000 uploads of 1024x768 JPEGs on loopback; scans/s, p50/p99 latency, memory.
+bench-service: $(VENV)/.train-dev
+	$(BIN)/python bench/service_load.py --requests 5000
 
 # mypy needs the armscan.* names: a tree of links maps them onto the top-level folders.
 lint: $(VENV)/.train-dev

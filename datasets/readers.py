@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -53,6 +55,51 @@ def to_bgr8(img: NDArray[np.generic], source: str = "<image>") -> NDArray[np.uin
     return np.ascontiguousarray(img, dtype=np.uint8)
 
 
+_RASTER_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "BMP": "bmp"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image file's header says, read without decoding the pixels."""
+
+    format: str  # png, jpeg, tiff, bmp or dicom
+    width: int
+    height: int
+
+
+def probe_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Read the format and size from the header only; refuse unsupported formats and decompression bombs."""
+    if not data:
+        raise ImageReadError(source, "empty file")
+    if _is_dicom(data):
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            w, h, fmt = int(ds.Columns), int(ds.Rows), "dicom"
+        except Exception as exc:  # pydicom raises several types on broken headers
+            raise ImageReadError(source, f"not a readable DICOS/DICOM file ({exc})") from exc
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with warnings.catch_warnings():  # Pillow warns on huge images; the limit is checked below
+                warnings.simplefilter("ignore")
+                Image.MAX_IMAGE_PIXELS = None
+                with Image.open(io.BytesIO(data)) as im:
+                    fmt_pil, (w, h) = str(im.format), im.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise ImageReadError(source, "not a decodable image (supported: PNG, JPEG, TIFF, BMP, DICOS/DICOM)") from exc
+        if fmt_pil not in _RASTER_FORMATS:
+            raise ImageReadError(source, f"{fmt_pil} images are not supported (supported: PNG, JPEG, TIFF, BMP, DICOS/DICOM)")
+        fmt = _RASTER_FORMATS[fmt_pil]
+    if w < 1 or h < 1:
+        raise ImageReadError(source, f"image header gives an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageReadError(source, f"{w}x{h} exceeds the {max_pixels} pixel limit")
+    return ImageInfo(fmt, w, h)
+
+
 def _is_dicom(data: bytes) -> bool:
     return len(data) > 132 and data[128:132] == b"DICM"
 
@@ -86,18 +133,20 @@ def decode_dicom(data: bytes, source: str = "<bytes>") -> NDArray[np.uint8]:
     return to_bgr8(img, source)
 
 
-def decode_image(data: bytes, source: str = "<bytes>") -> NDArray[np.uint8]:
-    """Decode image bytes (PNG, JPEG, TIFF 8/16-bit, BMP, DICOS/DICOM) to BGR uint8, honouring EXIF orientation."""
-    if not data:
-        raise ImageReadError(source, "empty file")
+def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> NDArray[np.uint8]:
+    """Decode image bytes (PNG, JPEG, TIFF 8/16-bit, BMP, DICOS/DICOM) to BGR uint8, honouring EXIF orientation.
+
+    The header is checked first (:func:`probe_image`), so an oversized image is refused before decoding.
+    """
+    info = probe_image(data, source, max_pixels)
     if _is_dicom(data):
         return decode_dicom(data, source)
     buf = np.frombuffer(data, np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
-        raise ImageReadError(source, "not a decodable image (supported: PNG, JPEG, TIFF, BMP, DICOS/DICOM)")
-    if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageReadError(source, f"{img.shape[1]}x{img.shape[0]} exceeds the {MAX_PIXELS} pixel limit")
+        raise ImageReadError(source, f"the {info.format.upper()} data is truncated or corrupt")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageReadError(source, f"{img.shape[1]}x{img.shape[0]} exceeds the {max_pixels} pixel limit")
     return to_bgr8(img, source)
 
 

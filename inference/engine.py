@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from armscan.inference.decode import OUTPUT_NAMES, Decoded, decode
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata
 from armscan.inference.preprocess import PreprocessSpec, preprocess
-from armscan.inference.result import Decision, Detection, ScanResult
+from armscan.inference.result import Decision, Detection, Level, ScanResult
 
 RunFn = Callable[[NDArray[np.float32]], dict[str, NDArray[np.float32]]]
 
@@ -89,7 +89,11 @@ class Detector:
         return det
 
     def detect(self, image: NDArray[np.uint8], source: str = "", include_below_alarm: bool = False) -> ScanResult:
-        """Screen one BGR image. Lists alarming boxes (and weaker ones if ``include_below_alarm``)."""
+        """Screen one BGR image. Lists alarm and uncertain boxes (and weaker ones if ``include_below_alarm``).
+
+        The decision is ``alarm`` if any box reaches its class's alarm threshold, else ``uncertain`` if
+        any box reaches its uncertain threshold (models exported with an abstention band), else ``clear``.
+        """
         t0 = time.perf_counter()
         det = self.raw(image)
         md = self.metadata
@@ -98,7 +102,9 @@ class Detector:
             cls = md.classes[int(det.labels[k])]
             score = float(det.scores[k])
             alarm = score >= md.thresholds.alarm[cls]
-            if not alarm and not include_below_alarm:
+            band = md.thresholds.uncertain
+            level: Level = "alarm" if alarm else "uncertain" if band is not None and score >= band[cls] else "below"
+            if level == "below" and not include_below_alarm:
                 continue
             b = int(np.argmax(det.build[k]))
             typ, typ_score = None, None
@@ -108,8 +114,9 @@ class Detector:
             x0, y0, x1, y1 = (round(float(v), 1) for v in det.boxes[k])
             detections.append(Detection(box=(x0, y0, x1, y1), cls=cls, score=round(score, 4), build=md.builds[b],
                                         build_score=round(float(det.build[k, b]), 4), type=typ, type_score=typ_score,
-                                        alarm=alarm))
-        decision: Decision = "alarm" if any(d.alarm for d in detections) else "clear"
+                                        alarm=alarm, level=level))
+        levels = {d.level for d in detections}
+        decision: Decision = "alarm" if "alarm" in levels else "uncertain" if "uncertain" in levels else "clear"
         h, w = image.shape[:2]
         return ScanResult(source=source, width=w, height=h, detections=detections,
                           flags=derive_flags(md.flag_rules, detections), decision=decision, model_name=md.name,

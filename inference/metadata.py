@@ -16,11 +16,17 @@ METADATA_KEY = "armscan"
 
 
 class Thresholds(BaseModel):
-    """Operating thresholds: the alarm score per class, NMS IoU, and the floor for listing boxes."""
+    """Operating thresholds: the alarm and uncertain scores per class, NMS IoU, and the floor for listing boxes.
+
+    A box at or above ``alarm`` raises an alarm. Between ``uncertain`` and ``alarm`` the scan is
+    ``uncertain``: the model abstains and an officer looks. Without ``uncertain`` there is no band.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     alarm: dict[str, float]
+    uncertain: dict[str, float] | None = None  # lower bound of the abstention band, per class
+    uncertain_far: float | None = None  # the parcel rate of uncertain-or-alarm on clean scans it was chosen for
     nms_iou: float = 0.5
     nms_class_agnostic: bool = False  # True: one box per item, the best class wins
     min_score: float = 0.05  # below this nothing is decoded (evaluation uses it for mAP)
@@ -53,6 +59,13 @@ class ModelMetadata(BaseModel):
         missing = set(self.classes) - set(self.thresholds.alarm)
         if missing:
             raise ValueError(f"alarm thresholds missing for classes {sorted(missing)}")
+        band = self.thresholds.uncertain
+        if band is not None:
+            if set(band) != set(self.classes):
+                raise ValueError(f"uncertain thresholds must name exactly the classes {self.classes}")
+            above = [c for c in self.classes if band[c] > self.thresholds.alarm[c]]
+            if above:
+                raise ValueError(f"uncertain thresholds above the alarm threshold for {above}")
         return self
 
     def to_json(self) -> str:

@@ -11,7 +11,8 @@ from numpy.typing import NDArray
 from armscan.inference.result import ScanResult
 
 _ALARM = (0, 0, 230)  # BGR red
-_WEAK = (0, 165, 255)  # orange: below the alarm threshold
+_UNCERTAIN = (0, 165, 255)  # amber: in the abstention band
+_WEAK = (150, 150, 150)  # grey: below both thresholds (listed only on request)
 _CLEAR = (40, 160, 40)
 
 
@@ -23,7 +24,7 @@ def render_overlay(image: NDArray[np.uint8], result: ScanResult) -> NDArray[np.u
     font = max(0.4, max(h, w) / 1200)
     for d in result.detections:
         x0, y0, x1, y1 = (round(v) for v in d.box)
-        colour = _ALARM if d.alarm else _WEAK
+        colour = {"alarm": _ALARM, "uncertain": _UNCERTAIN}.get(d.level, _WEAK)
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
         label = f"{d.cls}{'/' + d.type if d.type else ''} {d.build} {d.score:.2f}"
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
@@ -31,7 +32,7 @@ def render_overlay(image: NDArray[np.uint8], result: ScanResult) -> NDArray[np.u
         cv2.rectangle(out, (x0, ty - th - 3), (x0 + tw + 4, ty + 3), colour, -1)
         cv2.putText(out, label, (x0 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 1, cv2.LINE_AA)
     banner = max(18, round(h / 20))
-    colour = _ALARM if result.decision == "alarm" else _CLEAR
+    colour = {"alarm": _ALARM, "uncertain": _UNCERTAIN}.get(result.decision, _CLEAR)
     bar = np.full((banner, w, 3), colour, np.uint8)
     text = f"{result.decision.upper()}  {len(result.detections)} item(s)  {result.model_name} {result.model_version}"
     cv2.putText(bar, text, (6, banner - 6), cv2.FONT_HERSHEY_SIMPLEX, banner / 40, (255, 255, 255), 1, cv2.LINE_AA)

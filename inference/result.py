@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Decision = Literal["clear", "alarm"]
+Decision = Literal["clear", "uncertain", "alarm"]
+Level = Literal["alarm", "uncertain", "below"]
 
 
 class Detection(BaseModel):
@@ -20,6 +21,7 @@ class Detection(BaseModel):
     type: str | None = None  # firearm type, only on classes that carry one
     type_score: float | None = None
     alarm: bool = Field(description="score reaches this class's alarm threshold")
+    level: Level = Field("alarm", description="alarm, uncertain (between the uncertain and alarm thresholds) or below")
 
 
 class ScanResult(BaseModel):
@@ -30,7 +32,7 @@ class ScanResult(BaseModel):
     height: int
     detections: list[Detection]
     flags: dict[str, bool]
-    decision: Decision
+    decision: Decision = Field(description="alarm: open the parcel; uncertain: an officer should look; clear")
     model_name: str
     model_version: str
     latency_ms: float = Field(description="preprocess + model + decode, in milliseconds")

@@ -158,6 +158,6 @@ def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = N
         bar.close()
     rows = read_ledger(ledger)
     counts = write_reports(out, rows)
-    print(f"{counts['scans']} scans in {counts['parcels']} parcels: {counts['alarm']} alarm, {counts['clear']} clear, "
-          f"{counts['error']} unreadable; reports in {out}")
+    print(f"{counts['scans']} scans in {counts['parcels']} parcels: {counts['alarm']} alarm, "
+          f"{counts['uncertain']} uncertain, {counts['clear']} clear, {counts['error']} unreadable; reports in {out}")
     return 1 if counts["error"] else 0

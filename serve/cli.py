@@ -6,6 +6,7 @@
     armscan train --config training/det_small.yaml
     armscan eval --model models/bundled/armscan-det.onnx --data runs/test
     armscan export --checkpoint runs/train/last.pt --out model.onnx --calib runs/val
+    armscan serve --port 8000; armscan users create-admin --username chief; armscan audit verify
 
 Training, evaluation and export need the ``train`` extra (torch); scan and synth do not.
 """
@@ -74,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--version", default="0.1.0")
     x.add_argument("--calib", type=Path, help="COCO folder on which to choose the alarm threshold")
     x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the threshold")
+    x.add_argument("--uncertain-far", type=float, default=0.05,
+                   help="share of clean scans allowed to be uncertain or alarm (sets the abstention band; 0: none)")
+    from armscan.serve.service.commands import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -98,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             return _synth(args)
         if args.command == "kits":
             return _kits(args)
+        if args.command in ("serve", "users", "audit", "db"):
+            from armscan.serve.service.commands import run
+
+            return run(args)
         return _train_commands(args)
     except ModuleNotFoundError as exc:
         if exc.name in ("torch", "torchvision", "onnx", "onnxscript", "pycocotools", "tqdm", "yaml"):
@@ -167,8 +177,11 @@ def _train_commands(args: argparse.Namespace) -> int:
         return 0
     from armscan.training.export import export
 
-    md = export(args.checkpoint, args.out, args.version, args.calib, args.target_far)
-    print(f"exported {args.out} (alarm threshold {md.thresholds.alarm[md.classes[0]]:.4f})")
+    md = export(args.checkpoint, args.out, args.version, args.calib, args.target_far,
+                uncertain_far=args.uncertain_far or None)
+    band = md.thresholds.uncertain
+    print(f"exported {args.out} (alarm threshold {md.thresholds.alarm[md.classes[0]]:.4f}"
+          + (f", uncertain from {band[md.classes[0]]:.4f})" if band else ")"))
     return 0
 
 

@@ -25,7 +25,7 @@ def _alarm_classes(row: dict[str, Any]) -> list[str]:
 
 
 def parcel_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per parcel: alarm if any of its scans alarms, error if none could be screened."""
+    """One row per parcel: alarm if any of its scans alarms, else uncertain if any is; error if none could be screened."""
     parcels: dict[str, dict[str, Any]] = {}
     for r in rows:
         p = parcels.setdefault(r.get("parcel_id") or r["key"], {
@@ -40,6 +40,8 @@ def parcel_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         p["flags"] |= {k for k, v in r.get("flags", {}).items() if v}
         if r.get("decision") == "alarm":
             p["decision"] = "alarm"
+        elif r.get("decision") == "uncertain" and p["decision"] == "clear":
+            p["decision"] = "uncertain"
     out = []
     for p in parcels.values():
         if p["errors"] == len(p["scans"]):
@@ -84,8 +86,10 @@ def _html(out: Path, rows: list[dict[str, Any]], parcels: list[dict[str, Any]], 
 .card img{{max-width:100%}} td,th{{padding:.2em .6em;text-align:left}} table{{border-collapse:collapse}}
 tr:nth-child(even){{background:#f4f4f4}}</style>
 <h1>armscan batch report</h1><p>model {e(str(model))} {e(str(version))}</p>
-<table><tr><th>scans</th><th>alarm</th><th>clear</th><th>unreadable</th><th>parcels</th><th>parcels alarmed</th></tr>
-<tr><td class=n>{counts['scans']}</td><td class="n alarm">{counts['alarm']}</td><td class=n>{counts['clear']}</td>
+<table><tr><th>scans</th><th>alarm</th><th>uncertain</th><th>clear</th><th>unreadable</th><th>parcels</th>
+<th>parcels alarmed</th></tr>
+<tr><td class=n>{counts['scans']}</td><td class="n alarm">{counts['alarm']}</td><td class=n>{counts['uncertain']}</td>
+<td class=n>{counts['clear']}</td>
 <td class=n>{counts['error']}</td><td class=n>{counts['parcels']}</td>
 <td class="n alarm">{counts['parcels_alarm']}</td></tr></table>
 <h2>Alarmed parcels</h2><table><tr><th>parcel</th><th>consignee</th><th>classes</th><th>scans</th></tr>{alarmed}</table>
@@ -98,6 +102,7 @@ def write_reports(out: Path, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Write parcels.jsonl, results.csv and report.html (atomically); return the summary counts."""
     parcels = parcel_rows(rows)
     counts = {"scans": len(rows), "alarm": sum(r.get("decision") == "alarm" for r in rows),
+              "uncertain": sum(r.get("decision") == "uncertain" for r in rows),
               "clear": sum(r.get("decision") == "clear" for r in rows), "error": sum(r["status"] != "ok" for r in rows),
               "parcels": len(parcels), "parcels_alarm": sum(p["decision"] == "alarm" for p in parcels)}
     _atomic_write(out / "parcels.jsonl", "".join(json.dumps(p) + "\n" for p in parcels))

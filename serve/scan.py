@@ -22,7 +22,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "bundled" / 
 def _row(r: ScanResult) -> str:
     items = ", ".join(f"{d.cls}{'/' + d.type if d.type else ''}[{d.build}] {d.score:.2f}" for d in r.detections)
     flags = ",".join(k for k, v in r.flags.items() if v) or "-"
-    return f"{Path(r.source).name[:32]:<32} {r.decision.upper():<6} {r.latency_ms:7.1f}  {flags:<36} {items or '-'}"
+    return f"{Path(r.source).name[:32]:<32} {r.decision.upper():<9} {r.latency_ms:7.1f}  {flags:<36} {items or '-'}"
 
 
 def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | None, overlay: Path | None,
@@ -40,9 +40,9 @@ def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | Non
     if overlay:
         overlay.mkdir(parents=True, exist_ok=True)
     sink = jsonl.open("a") if jsonl else None
-    failed = alarms = 0
+    failed = alarms = uncertain = 0
     if not as_json:
-        print(f"{'scan':<32} {'result':<6} {'ms':>7}  {'flags':<36} detections (class/type[build] score)")
+        print(f"{'scan':<32} {'result':<9} {'ms':>7}  {'flags':<36} detections (class/type[build] score)")
     try:
         for f in files:
             try:
@@ -55,6 +55,7 @@ def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | Non
                 continue
             result = detector.detect(image, source=str(f), include_below_alarm=include_all)
             alarms += result.decision == "alarm"
+            uncertain += result.decision == "uncertain"
             print(result.model_dump_json() if as_json else _row(result))
             if sink:
                 sink.write(result.model_dump_json() + "\n")
@@ -65,6 +66,6 @@ def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | Non
         if sink:
             sink.close()
     if not as_json:
-        print(f"{len(files) - failed} screened, {alarms} alarm(s), {failed} unreadable; model "
+        print(f"{len(files) - failed} screened, {alarms} alarm(s), {uncertain} uncertain, {failed} unreadable; model "
               f"{detector.metadata.name} {detector.metadata.version}")
     return 1 if failed else 0

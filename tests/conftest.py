@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
 
 @pytest.fixture(scope="session")
 def tiny_coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
     from armscan.datasets.synth.scene import SceneConfig
     from armscan.datasets.synth.writer import write_dataset
 
@@ -22,6 +21,7 @@ def tiny_coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint from 2 short epochs of real training at 128 px (exercises train + resume state)."""
+    pytest.importorskip("torch")
     from armscan.training.config import TrainConfig
     from armscan.training.train import train
 

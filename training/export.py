@@ -50,8 +50,12 @@ def write_metadata(path: Path, metadata: ModelMetadata) -> None:
 
 
 def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None, target_far: float = 0.01,
-           training: dict[str, Any] | None = None) -> ModelMetadata:
-    """Export ``checkpoint`` to ``out``; with ``calib`` (a COCO folder), set the alarm threshold for ``target_far``."""
+           training: dict[str, Any] | None = None, uncertain_far: float | None = 0.05) -> ModelMetadata:
+    """Export ``checkpoint`` to ``out``; with ``calib`` (a COCO folder), set the alarm threshold for ``target_far``.
+
+    With ``uncertain_far`` (greater than ``target_far``) the lower edge of the abstention band is set
+    so that at most that share of clean calibration scans come out uncertain or alarm.
+    """
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,14 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
         detector.metadata.thresholds.nms_class_agnostic = agnostic
         t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds[agnostic])
         stats["mAP50_nms_per_class"], stats["mAP50_nms_agnostic"] = scores[False], scores[True]
+        band = None
+        if uncertain_far is not None and uncertain_far > target_far:
+            tu, ustats = choose_alarm_threshold(detector, records, uncertain_far, preds=preds[agnostic])
+            band = dict.fromkeys(metadata.classes, min(tu, t))
+            stats["uncertain"] = {"parcel_pd": ustats["parcel_pd"], "parcel_far": ustats["parcel_far"]}
         metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), nms_class_agnostic=agnostic,
-                                         target_far=target_far, chosen_on=f"{calib.name}: {json.dumps(stats)}")
+                                         target_far=target_far, uncertain=band,
+                                         uncertain_far=uncertain_far if band else None,
+                                         chosen_on=f"{calib.name}: {json.dumps(stats)}")
         write_metadata(out, metadata)
     return metadata

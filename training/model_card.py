@@ -16,6 +16,14 @@ from typing import Any
 from armscan.inference.engine import Detector
 
 
+def _band_line(th: Any) -> str:
+    if not th.uncertain:
+        return ""
+    return (f"\nBelow it, a scan is **uncertain** (the model abstains and an officer inspects) when any box scores at or above "
+            f"**{next(iter(th.uncertain.values())):.4f}**, chosen so that at most {th.uncertain_far:g} of clean validation "
+            f"scans are uncertain or alarm.")
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join("—" if v is None else str(v) for v in r) + " |" for r in rows]
@@ -79,7 +87,7 @@ Training took {md.training.get('train_minutes')} minutes on a 2-core CPU (`make 
 ## Operating threshold
 One alarm threshold for every class, **{next(iter(th.alarm.values())):.4f}**, chosen for a parcel false-alarm rate of
 {th.target_far} on validation scans (seeds from 100,000,000): {th.chosen_on}.
-A scan is an **alarm** when any box scores at or above it.
+A scan is an **alarm** when any box scores at or above it.{_band_line(th)}
 
 ## Held-out evaluation
 {metrics['images']} generated scans from seeds 200,000,000 onwards (never used in training or threshold choice):

@@ -1,0 +1,273 @@
+"""Upload and screen scans, fetch results and images, give feedback, and browse the history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import cv2
+import numpy as np
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from numpy.typing import NDArray
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from armscan.datasets.readers import ImageReadError, decode_image, probe_image
+from armscan.datasets.taxonomy import CLASSES
+from armscan.inference.overlay import render_overlay
+from armscan.inference.result import ScanResult
+from armscan.serve.service import audit
+from armscan.serve.service.deps import ContextDep, PrincipalDep, ServiceContext, SessionDep
+from armscan.serve.service.schemas import (
+    DetectionOut,
+    FeedbackIn,
+    FeedbackOut,
+    ScanOut,
+    ScanPage,
+    ScanSummary,
+)
+from armscan.serve.service.screening import BusyError, Screened, UnknownModelError, screen_bytes
+from armscan.serve.service.security import role_at_least
+from armscan.serve.service.tables import Feedback, Scan, User
+
+router = APIRouter(prefix="/v1/scans", tags=["scans"])
+_CHUNK = 1 << 20
+
+
+def _feedback_out(f: Feedback) -> FeedbackOut:
+    body = json.loads(f.body_json)
+    return FeedbackOut(id=f.id, scan_id=f.scan_id, officer=f.user.username, created_at=f.created_at, **body)
+
+
+def _scan_out(s: Scan) -> ScanOut:
+    r = ScanResult.model_validate_json(s.result_json)
+    dets = [DetectionOut(index=k, box=d.box, cls=d.cls, score=d.score, build=d.build, build_score=d.build_score,
+                         type=d.type, type_score=d.type_score, level=d.level) for k, d in enumerate(r.detections)]
+    base = f"/v1/scans/{s.id}"
+    return ScanOut(id=s.id, created_at=s.created_at, officer=s.user.username, filename=s.filename, sha256=s.sha256,
+                   width=s.width, height=s.height, decision=r.decision, flags=r.flags, detections=dets,
+                   model_name=s.model_name, model_version=s.model_version, latency_ms=s.latency_ms, total_ms=s.total_ms,
+                   image_stored=s.image_stored, image_url=f"{base}/image", thumbnail_url=f"{base}/thumbnail.jpg",
+                   overlay_url=f"{base}/overlay.png", feedback=[_feedback_out(f) for f in s.feedback])
+
+
+def _visible_scan(db: Session, scan_id: str, principal: PrincipalDep) -> Scan:
+    scan = db.get(Scan, scan_id)
+    if scan is None or (not role_at_least(principal.role, "analyst") and scan.user_id != principal.user.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scan {scan_id!r} that you may see")
+    return scan
+
+
+async def _read_capped(file: UploadFile, limit: int) -> bytes:
+    parts, size = [], 0
+    while chunk := await file.read(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"upload larger than the {limit // (1 << 20)} MiB limit")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _store(ctx: ServiceContext, principal: PrincipalDep, filename: str, fmt: str, data: bytes, screened: Screened,
+           t0: float) -> ScanOut:
+    """Write the files, the row and the audit line (on a thread: disk and database)."""
+    scan_id = uuid.uuid4().hex
+    keep = ctx.settings.retention == "full"
+    ctx.store.save(scan_id, fmt, data if keep else None, screened.thumbnail_jpeg)
+    r = screened.result
+    with ctx.sessions() as db:
+        scan = Scan(id=scan_id, user_id=principal.user.id, filename=filename, image_format=fmt,
+                    sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), width=r.width, height=r.height,
+                    decision=r.decision, classes=",".join(sorted({d.cls for d in r.detections}))[:255],
+                    n_detections=len(r.detections), result_json=r.model_dump_json(), model_name=r.model_name,
+                    model_version=r.model_version, latency_ms=r.latency_ms,
+                    total_ms=round((time.perf_counter() - t0) * 1000, 2), image_stored=keep)
+        db.add(scan)
+        audit.append(db, principal.username, "scan.screen", scan_id, f"{r.model_name} {r.model_version}",
+                     {"sha256": scan.sha256, "decision": r.decision, "classes": scan.classes})
+        db.commit()
+        scan.user = db.get(User, principal.user.id)  # type: ignore[assignment]
+        return _scan_out(scan)
+
+
+@router.post("", response_model=ScanOut, status_code=status.HTTP_201_CREATED,
+             responses={413: {"description": "file or image too large"}, 415: {"description": "not a supported image"},
+                        422: {"description": "image cannot be decoded"}, 503: {"description": "busy; see Retry-After"}})
+async def upload_scan(principal: PrincipalDep, ctx: ContextDep, file: Annotated[UploadFile, File()],
+                      model: Annotated[str | None, Form()] = None) -> ScanOut:
+    """Screen one JPEG, PNG, TIFF (8- or 16-bit), BMP or DICOS scan and store the result."""
+    t0 = time.perf_counter()
+    m = ctx.metrics
+    name = (file.filename or "upload")[-255:]
+    data = await _read_capped(file, int(ctx.settings.max_upload_mb * (1 << 20)))
+    try:
+        loaded = ctx.models.get(model)
+    except UnknownModelError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc.args[0])) from exc
+    try:
+        info = probe_image(data, name, ctx.settings.max_pixels)
+    except ImageReadError as exc:
+        m.rejected.labels("size" if "pixel limit" in exc.reason else "format").inc()
+        code = status.HTTP_413_CONTENT_TOO_LARGE if "pixel limit" in exc.reason else status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+        raise HTTPException(code, f"{name}: {exc.reason}") from exc
+    try:
+        m.in_flight.inc()
+        screened = await ctx.pool.run(
+            lambda: screen_bytes(loaded, data, name, ctx.settings.max_pixels, ctx.settings.thumbnail_px),
+            ctx.settings.inference_timeout_s)
+    except BusyError as exc:
+        m.rejected.labels("busy").inc()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry shortly",
+                            headers={"Retry-After": "1"}) from exc
+    except TimeoutError as exc:
+        m.rejected.labels("timeout").inc()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "screening timed out; retry shortly",
+                            headers={"Retry-After": "5"}) from exc
+    except ImageReadError as exc:
+        m.rejected.labels("decode").inc()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {exc.reason}") from exc
+    finally:
+        m.in_flight.dec()
+    r = screened.result
+    m.inference_seconds.labels(r.model_name).observe(r.latency_ms / 1000)
+    m.decisions.labels(r.decision, r.model_name).inc()
+    for d in r.detections:
+        m.detections.labels(d.cls, d.level).inc()
+    return await run_in_threadpool(_store, ctx, principal, name, info.format, data, screened, t0)
+
+
+@router.get("", response_model=ScanPage)
+def list_scans(principal: PrincipalDep, db: SessionDep,
+               decision: Annotated[str | None, Query(pattern="^(clear|uncertain|alarm)$")] = None,
+               officer: Annotated[str | None, Query(max_length=64)] = None,
+               since: datetime | None = None, until: datetime | None = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> ScanPage:
+    """History, newest first. Officers see their own scans; analysts and admins see everyone's."""
+    q = select(Scan).join(User, Scan.user_id == User.id)
+    if not role_at_least(principal.role, "analyst"):
+        if officer and officer.lower() != principal.username:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "officers can only list their own scans")
+        q = q.where(Scan.user_id == principal.user.id)
+    elif officer:
+        q = q.where(User.username == officer.lower())
+    if decision:
+        q = q.where(Scan.decision == decision)
+    if since:
+        q = q.where(Scan.created_at >= since)
+    if until:
+        q = q.where(Scan.created_at < until)
+    total = int(db.scalar(select(func.count()).select_from(q.subquery())) or 0)
+    rows = db.scalars(q.order_by(Scan.created_at.desc(), Scan.id).limit(limit).offset(offset)).all()
+    items = [ScanSummary(id=s.id, created_at=s.created_at, officer=s.user.username, filename=s.filename,
+                         decision=s.decision, n_detections=s.n_detections,
+                         classes=[c for c in s.classes.split(",") if c], has_feedback=bool(s.feedback),
+                         thumbnail_url=f"/v1/scans/{s.id}/thumbnail.jpg") for s in rows]
+    return ScanPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{scan_id}", response_model=ScanOut)
+def get_scan(scan_id: str, principal: PrincipalDep, db: SessionDep) -> ScanOut:
+    """One scan's result and feedback."""
+    return _scan_out(_visible_scan(db, scan_id, principal))
+
+
+def _load_display(ctx: ServiceContext, scan: Scan) -> NDArray[np.uint8] | None:
+    path = ctx.store.original(scan.id, scan.image_format)
+    if not scan.image_stored or not path.is_file():
+        return None
+    return decode_image(path.read_bytes(), scan.filename, ctx.settings.max_pixels)
+
+
+def _jpeg(image: NDArray[np.uint8], quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError("could not encode JPEG")
+    return bytes(buf.tobytes())
+
+
+_PRIVATE = {"Cache-Control": "private, max-age=3600"}
+
+
+@router.get("/{scan_id}/image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_image(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> Response:
+    """The scan as an 8-bit JPEG at full size (410 when retention kept only the thumbnail)."""
+    scan = _visible_scan(db, scan_id, principal)
+    image = _load_display(ctx, scan)
+    if image is None:
+        raise HTTPException(status.HTTP_410_GONE, "the full scan is no longer kept (retention); the thumbnail is")
+    return Response(_jpeg(image), media_type="image/jpeg", headers=_PRIVATE)
+
+
+@router.get("/{scan_id}/thumbnail.jpg", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_thumbnail(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> Response:
+    """A small JPEG of the scan, kept for as long as the record."""
+    scan = _visible_scan(db, scan_id, principal)
+    path = ctx.store.thumbnail(scan.id)
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "thumbnail missing from storage")
+    return Response(path.read_bytes(), media_type="image/jpeg", headers=_PRIVATE)
+
+
+@router.get("/{scan_id}/overlay.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def get_overlay(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> Response:
+    """The scan with its boxes, labels and decision banner (drawn on the thumbnail if the scan is gone)."""
+    scan = _visible_scan(db, scan_id, principal)
+    result = ScanResult.model_validate_json(scan.result_json)
+    image = _load_display(ctx, scan)
+    if image is None:
+        path = ctx.store.thumbnail(scan.id)
+        thumb = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR) if path.is_file() else None
+        if thumb is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "neither the scan nor its thumbnail is in storage")
+        s = thumb.shape[1] / scan.width
+        image = np.asarray(thumb, np.uint8)
+        result = result.model_copy(update={"detections": [
+            d.model_copy(update={"box": tuple(v * s for v in d.box)}) for d in result.detections]})
+    ok, buf = cv2.imencode(".png", render_overlay(image, result))
+    if not ok:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "could not encode the overlay")
+    return Response(buf.tobytes(), media_type="image/png", headers=_PRIVATE)
+
+
+@router.post("/{scan_id}/feedback", response_model=FeedbackOut, status_code=status.HTTP_201_CREATED)
+def post_feedback(scan_id: str, body: FeedbackIn, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> FeedbackOut:
+    """Confirm or reject detections and add missed boxes; every submission is kept and audited."""
+    scan = _visible_scan(db, scan_id, principal)
+    result = ScanResult.model_validate_json(scan.result_json)
+    classes = _classes_for(ctx, scan)
+    for v in body.detections:
+        if v.index >= len(result.detections):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"detection {v.index} does not exist; this scan lists {len(result.detections)}")
+        if v.cls is not None and v.cls not in classes:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown class {v.cls!r}; use one of {sorted(classes)}")
+    for mb in body.missed:
+        if mb.cls not in classes:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown class {mb.cls!r}; use one of {sorted(classes)}")
+        if mb.box[2] > scan.width + 1 or mb.box[3] > scan.height + 1:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"box {mb.box} lies outside the {scan.width}x{scan.height} scan")
+    if not body.detections and not body.missed and not body.comment:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty feedback: give a verdict, a missed box or a comment")
+    fb = Feedback(scan_id=scan.id, user_id=principal.user.id, body_json=body.model_dump_json())
+    db.add(fb)
+    db.flush()
+    audit.append(db, principal.username, "scan.feedback", scan.id, f"{scan.model_name} {scan.model_version}",
+                 {"feedback_id": fb.id, "confirmed": sum(v.verdict == "confirmed" for v in body.detections),
+                  "rejected": sum(v.verdict == "rejected" for v in body.detections), "missed": len(body.missed)})
+    db.commit()
+    db.refresh(fb)
+    return _feedback_out(fb)
+
+
+def _classes_for(ctx: ServiceContext, scan: Scan) -> set[str]:
+    """The classes of the model that screened ``scan`` (the taxonomy's if that model is no longer loaded)."""
+    for m in ctx.models.models.values():
+        if m.detector.metadata.name == scan.model_name:
+            return set(m.detector.metadata.classes)
+    return set(CLASSES)

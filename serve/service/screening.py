@@ -1,0 +1,128 @@
+"""Models loaded from a folder, and a bounded inference pool that answers 'busy' instead of queueing forever."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from armscan.datasets.readers import decode_image
+from armscan.inference.engine import Detector, ModelLoadError
+from armscan.inference.result import ScanResult
+
+T = TypeVar("T")
+
+
+class BusyError(RuntimeError):
+    """Every inference worker and queue slot is taken; the client should retry later."""
+
+
+class UnknownModelError(KeyError):
+    """No loaded model has that name."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to screen, with where it came from."""
+
+    key: str
+    detector: Detector
+    path: Path
+    sha256: str
+
+
+class ModelSet:
+    """Every ``*.onnx`` in a folder, loaded once; one of them is the default."""
+
+    def __init__(self, models_dir: Path, default: str | None = None, threads: int = 1) -> None:
+        self.models_dir = Path(models_dir)
+        self._threads = threads
+        self.models: dict[str, LoadedModel] = {}
+        self.default = ""
+        self.load(default)
+
+    def load(self, default: str | None = None) -> None:
+        """(Re)load the folder; raises ModelLoadError if no model loads or ``default`` is not among them."""
+        files = sorted(self.models_dir.glob("*.onnx"))
+        if not files:
+            raise ModelLoadError(f"no .onnx models in {self.models_dir}")
+        models: dict[str, LoadedModel] = {}
+        for f in files:
+            det = Detector.from_onnx(f, threads=self._threads)
+            key = det.metadata.name if det.metadata.name not in models else f"{det.metadata.name}@{det.metadata.version}"
+            models[key] = LoadedModel(key, det, f, hashlib.sha256(f.read_bytes()).hexdigest())
+        chosen = default or self.default or next(iter(models))
+        if chosen not in models:
+            raise ModelLoadError(f"default model {chosen!r} is not among the loaded models {sorted(models)}")
+        self.models, self.default = models, chosen
+
+    def get(self, name: str | None = None) -> LoadedModel:
+        """The named model, or the default one."""
+        key = name or self.default
+        if key not in self.models:
+            raise UnknownModelError(f"unknown model {key!r}; loaded models are {', '.join(sorted(self.models))}")
+        return self.models[key]
+
+
+class InferencePool:
+    """A fixed number of worker threads plus a bounded number of waiting jobs."""
+
+    def __init__(self, workers: int, queue_per_worker: int) -> None:
+        self.workers = workers
+        self.capacity = workers * (1 + queue_per_worker)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="armscan-infer")
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def _release(self, _fut: Future[Any]) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    async def run(self, fn: Callable[[], T], timeout_s: float) -> T:
+        """Run ``fn`` on a worker; BusyError if full, TimeoutError after ``timeout_s`` (the slot frees when it ends)."""
+        with self._lock:
+            if self.in_flight >= self.capacity:
+                raise BusyError(f"all {self.capacity} screening slots are busy")
+            self.in_flight += 1
+        fut = self._executor.submit(fn)
+        fut.add_done_callback(self._release)
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), timeout_s)
+
+    def shutdown(self) -> None:
+        """Stop taking work and let running jobs finish."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Screened:
+    """A decoded, screened upload."""
+
+    result: ScanResult
+    thumbnail_jpeg: bytes
+
+
+def thumbnail(image: NDArray[np.uint8], longest: int) -> bytes:
+    """A JPEG no larger than ``longest`` pixels on its longest side."""
+    h, w = image.shape[:2]
+    scale = min(1.0, longest / max(h, w))
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise OSError("could not encode a thumbnail")
+    return bytes(buf.tobytes())
+
+
+def screen_bytes(model: LoadedModel, data: bytes, filename: str, max_pixels: int, thumb_px: int) -> Screened:
+    """Decode (ImageReadError on bad input), screen and thumbnail one upload. Runs on an inference worker."""
+    image = decode_image(data, filename, max_pixels)
+    result = model.detector.detect(image, source=filename)
+    return Screened(result, thumbnail(image, thumb_px))
