@@ -178,6 +178,8 @@ def test_roles_scope_history_and_administration(svc: Service) -> None:
     assert r.status_code == 201
     assert c.post("/v1/users", json={"username": "nina.k", "password": PASSWORD, "role": "officer"},
                   headers=admin).status_code == 409
+    listed = {u["username"]: u for u in c.get("/v1/users", headers=admin).json()}
+    assert listed["nina.k"]["role"] == "officer" and listed["chief"]["role"] == "admin" and "password_hash" not in listed["chief"]
     key = c.post("/v1/users/nina.k/api-keys", json={"name": "lane-3"}, headers=admin).json()
     assert key["key"].startswith("ak_") and c.get("/v1/auth/me", headers={"X-API-Key": key["key"]}).status_code == 200
     assert c.get("/v1/auth/me", headers={"Authorization": f"Bearer {key['key']}"}).status_code == 200
