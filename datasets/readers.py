@@ -133,21 +133,55 @@ def decode_dicom(data: bytes, source: str = "<bytes>") -> NDArray[np.uint8]:
     return to_bgr8(img, source)
 
 
-def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> NDArray[np.uint8]:
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded scan, possibly at reduced resolution, with the size of the full-resolution image."""
+
+    image: NDArray[np.uint8]  # BGR uint8
+    width: int  # of the full-resolution scan
+    height: int
+
+
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode_scan(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS,
+                reduce_to: int | None = None) -> Decoded:
     """Decode image bytes (PNG, JPEG, TIFF 8/16-bit, BMP, DICOS/DICOM) to BGR uint8, honouring EXIF orientation.
 
     The header is checked first (:func:`probe_image`), so an oversized image is refused before decoding.
+    With ``reduce_to``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT (several times cheaper),
+    as long as its longest side stays at least ``reduce_to``: enough for a model whose input is that size.
+    Other formats are decoded at full size.
     """
     info = probe_image(data, source, max_pixels)
     if _is_dicom(data):
-        return decode_dicom(data, source)
+        img = decode_dicom(data, source)
+        return Decoded(img, img.shape[1], img.shape[0])
     buf = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if img is None:
+    factor = 1
+    if reduce_to and info.format == "jpeg":
+        factor = max([f for f in _REDUCED if max(info.width, info.height) / f >= reduce_to], default=1)
+    if factor > 1:
+        small = cv2.imdecode(buf, _REDUCED[factor])
+        if small is None:
+            raise ImageReadError(source, f"the {info.format.upper()} data is truncated or corrupt")
+        w, h = info.width, info.height
+        if (small.shape[1] >= small.shape[0]) != (w >= h):  # EXIF orientation turned it by 90 degrees
+            w, h = h, w
+        return Decoded(to_bgr8(small, source), w, h)
+    full = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if full is None:
         raise ImageReadError(source, f"the {info.format.upper()} data is truncated or corrupt")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise ImageReadError(source, f"{img.shape[1]}x{img.shape[0]} exceeds the {max_pixels} pixel limit")
-    return to_bgr8(img, source)
+    if full.shape[0] * full.shape[1] > max_pixels:
+        raise ImageReadError(source, f"{full.shape[1]}x{full.shape[0]} exceeds the {max_pixels} pixel limit")
+    out = to_bgr8(full, source)
+    return Decoded(out, out.shape[1], out.shape[0])
+
+
+def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> NDArray[np.uint8]:
+    """Decode image bytes to BGR uint8 at full resolution (see :func:`decode_scan`)."""
+    return decode_scan(data, source, max_pixels).image
 
 
 def _read_bytes(p: Path) -> bytes:
@@ -186,15 +220,21 @@ def read_dual_energy(low: str | Path, high: str | Path, style: str = "pseudo") -
         raise ImageReadError(f"{low} + {high}", str(exc)) from exc
 
 
-def read_image(path: str | Path) -> NDArray[np.uint8]:
-    """Read a scan file to BGR uint8; raises :class:`ImageReadError` with the reason.
+def read_scan(path: str | Path, reduce_to: int | None = None) -> Decoded:
+    """Read a scan file; raises :class:`ImageReadError` with the reason. ``reduce_to``: see :func:`decode_scan`.
 
     ``NAME_low.tif`` with a ``NAME_high.tif`` beside it is read as a dual-energy pair."""
     p = Path(path)
     m = _PAIR.match(p.stem)
     if m is not None and m["band"].lower() == "low" and (high := _partner(p, "high")) is not None:
-        return read_dual_energy(p, high)
-    return decode_image(_read_bytes(p), str(p))
+        img = read_dual_energy(p, high)
+        return Decoded(img, img.shape[1], img.shape[0])
+    return decode_scan(_read_bytes(p), str(p), reduce_to=reduce_to)
+
+
+def read_image(path: str | Path) -> NDArray[np.uint8]:
+    """Read a scan file to BGR uint8 at full resolution; raises :class:`ImageReadError` with the reason."""
+    return read_scan(path).image
 
 
 def find_images(paths: list[str]) -> list[Path]:

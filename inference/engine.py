@@ -88,14 +88,23 @@ class Detector:
         det.boxes = lb.boxes_to_original(det.boxes)
         return det
 
-    def detect(self, image: NDArray[np.uint8], source: str = "", include_below_alarm: bool = False) -> ScanResult:
+    def detect(self, image: NDArray[np.uint8], source: str = "", include_below_alarm: bool = False,
+               original_size: tuple[int, int] | None = None) -> ScanResult:
         """Screen one BGR image. Lists alarm and uncertain boxes (and weaker ones if ``include_below_alarm``).
+
+        ``original_size`` (width, height): ``image`` was decoded at reduced resolution from a scan of that
+        size; boxes, width and height are then given in the full-resolution scan's pixels.
 
         The decision is ``alarm`` if any box reaches its class's alarm threshold, else ``uncertain`` if
         any box reaches its uncertain threshold (models exported with an abstention band), else ``clear``.
         """
         t0 = time.perf_counter()
         det = self.raw(image)
+        h, w = image.shape[:2]
+        if original_size is not None and original_size != (w, h):
+            sx, sy = original_size[0] / w, original_size[1] / h
+            det.boxes = det.boxes * np.array([sx, sy, sx, sy], np.float32)
+            w, h = original_size
         md = self.metadata
         detections = []
         for k in range(len(det.scores)):
@@ -117,7 +126,6 @@ class Detector:
                                         alarm=alarm, level=level))
         levels = {d.level for d in detections}
         decision: Decision = "alarm" if "alarm" in levels else "uncertain" if "uncertain" in levels else "clear"
-        h, w = image.shape[:2]
         return ScanResult(source=source, width=w, height=h, detections=detections,
                           flags=derive_flags(md.flag_rules, detections), decision=decision, model_name=md.name,
                           model_version=md.version, latency_ms=round((time.perf_counter() - t0) * 1000, 2))

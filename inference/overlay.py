@@ -17,13 +17,17 @@ _CLEAR = (40, 160, 40)
 
 
 def render_overlay(image: NDArray[np.uint8], result: ScanResult) -> NDArray[np.uint8]:
-    """A copy of ``image`` (BGR) with every detection boxed and labelled and a decision banner on top."""
+    """A copy of ``image`` (BGR) with every detection boxed and labelled and a decision banner on top.
+
+    ``image`` may be a reduced copy of the scan (a thumbnail): boxes are scaled from the result's size.
+    """
     out = image.copy()
     h, w = out.shape[:2]
+    sx, sy = w / max(result.width, 1), h / max(result.height, 1)
     thick = max(1, round(max(h, w) / 400))
     font = max(0.4, max(h, w) / 1200)
     for d in result.detections:
-        x0, y0, x1, y1 = (round(v) for v in d.box)
+        x0, y0, x1, y1 = round(d.box[0] * sx), round(d.box[1] * sy), round(d.box[2] * sx), round(d.box[3] * sy)
         colour = {"alarm": _ALARM, "uncertain": _UNCERTAIN}.get(d.level, _WEAK)
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
         label = f"{d.cls}{'/' + d.type if d.type else ''} {d.build} {d.score:.2f}"

@@ -3,9 +3,9 @@
 Outputs in DIR:
 - ``scans.jsonl``: the ledger, one row per input (a screening result, or ``status: error`` with the
   reason). Rows are appended and flushed one by one, and fsync'd every ``SYNC_EVERY`` rows and at the end.
-- ``parcels.jsonl``, ``results.csv`` and ``report.html`` (summary counts and every alarm's thumbnail with
-  its boxes, self-contained, opens from disk): rebuilt from the ledger and replaced atomically.
-- ``thumbs/``: the alarm thumbnails the report embeds.
+- ``parcels.jsonl``, ``results.csv`` and ``report.html`` (summary counts, and the thumbnail with its boxes
+  of every alarm and every uncertain scan; self-contained, opens from disk): rebuilt from the ledger and replaced atomically.
+- ``thumbs/``: the thumbnails of alarm and uncertain scans that the report embeds.
 - ``tdr/``: for every alarm, a JSON threat detection report (``armscan-tdr-json/1``), the JSON
   equivalent of a DICOS Threat Detection Report: the scan, the algorithm and its version, the
   assessment, and each threat object with its class, type, build, probability and bounding polygon.
@@ -27,6 +27,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 import cv2
@@ -34,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from armscan.datasets.readers import ImageReadError
+from armscan.datasets.readers import Decoded, ImageReadError
 from armscan.inference.engine import Detector, ModelLoadError
 from armscan.inference.overlay import render_overlay
 from armscan.inference.result import ScanResult
@@ -92,72 +93,124 @@ def _tdr(out: Path, item: ScanInput, result: ScanResult) -> str:
     return name
 
 
-def _load(item: ScanInput) -> tuple[ScanInput, NDArray[np.uint8] | None, str | None]:
+Loaded = tuple[ScanInput, Decoded | None, str | None]
+
+
+def load_item(item: ScanInput, reduce_to: int | None) -> Loaded:
+    """Decode one input; any failure becomes the reason string instead of an exception."""
     try:
-        return item, item.load(), None
+        return item, item.load(reduce_to), None
     except ImageReadError as exc:
         return item, None, exc.reason
     except Exception as exc:  # an unattended job records any decoder failure and goes on
         return item, None, f"cannot decode ({type(exc).__name__}: {exc})"
 
 
-def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = None, decode_threads: int = 2,
-              prefetch: int = 8, progress: bool = True) -> int:
-    """Screen every input not yet in ``out``'s ledger; returns the exit code (see the module docstring)."""
+def screen_loaded(detector: Detector, out: Path, loaded: Loaded) -> dict[str, Any]:
+    """The ledger row for one decoded input; writes its thumbnail and TDR if it alarms."""
+    item, scan, error = loaded
+    row: dict[str, Any] = {"key": item.key, **item.parcel}
+    if scan is None:
+        return row | {"status": "error", "error": error}
     try:
-        detector = Detector.from_onnx(model, threads=threads)
-        items = expand_inputs(inputs)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "thumbs").mkdir(exist_ok=True)
-        (out / "tdr").mkdir(exist_ok=True)
-    except (ModelLoadError, ManifestError, OSError) as exc:
-        print(f"armscan: error: {exc}", file=sys.stderr)
-        return 2
+        result = detector.detect(scan.image, source=item.key, original_size=(scan.width, scan.height))
+    except Exception as exc:  # one odd image must not stop the night's batch
+        return row | {"status": "error", "error": f"screening failed ({type(exc).__name__}: {exc})"}
+    row |= {"status": "ok", **result.model_dump(exclude={"source"})}
+    if result.decision != "clear":  # the report shows alarms and uncertain scans to an officer
+        row["thumb"] = _thumb(out, item.key, scan.image, result)
+    if result.decision == "alarm":
+        row["tdr"] = _tdr(out, item, result)
+    return row
+
+
+def prepare(inputs: list[str], out: Path) -> tuple[list[ScanInput], int]:
+    """The inputs not yet in ``out``'s ledger, and how many are; creates the output folders."""
+    items = expand_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "thumbs").mkdir(exist_ok=True)
+    (out / "tdr").mkdir(exist_ok=True)
     if not items:
-        print(f"armscan: error: no scans found in {' '.join(inputs)}", file=sys.stderr)
-        return 2
-    ledger = out / LEDGER
-    done = {r["key"] for r in read_ledger(ledger)}
-    todo = [it for it in items if it.key not in done]
+        raise ManifestError(f"no scans found in {' '.join(inputs)}")
+    done = {r["key"] for r in read_ledger(out / LEDGER)}
     if done:
         print(f"resuming: {len(done)} of {len(items)} inputs already screened")
-    with ledger.open("a") as sink, ThreadPoolExecutor(decode_threads) as pool:
-        window: deque[Future[tuple[ScanInput, NDArray[np.uint8] | None, str | None]]] = deque()
-        queue = iter(todo)
-        for it in queue:  # decoding runs ahead of inference in threads (OpenCV releases the GIL)
-            window.append(pool.submit(_load, it))
-            if len(window) >= prefetch:
-                break
-        bar = tqdm(total=len(todo), unit="scan", desc="screening", disable=not progress, mininterval=2.0)
-        written = 0
-        while window:
-            item, image, error = window.popleft().result()
-            nxt = next(queue, None)
-            if nxt is not None:
-                window.append(pool.submit(_load, nxt))
-            row: dict[str, Any] = {"key": item.key, **item.parcel}
-            if image is None:
-                row |= {"status": "error", "error": error}
-            else:
-                try:
-                    result = detector.detect(image, source=item.key)
-                except Exception as exc:  # one odd image must not stop the night's batch
-                    row |= {"status": "error", "error": f"screening failed ({type(exc).__name__}: {exc})"}
-                else:
-                    row |= {"status": "ok", **result.model_dump(exclude={"source"})}
-                    if result.decision == "alarm":
-                        row["thumb"] = _thumb(out, item.key, image, result)
-                        row["tdr"] = _tdr(out, item, result)
-            sink.write(json.dumps(row) + "\n")
-            sink.flush()
-            written += 1
-            if written % SYNC_EVERY == 0:
-                os.fsync(sink.fileno())
-            bar.update(1)
-        os.fsync(sink.fileno())
-        bar.close()
-    rows = read_ledger(ledger)
-    counts = write_reports(out, rows)
+    return [it for it in items if it.key not in done], len(items)
+
+
+class LedgerWriter:
+    """Appends rows to the ledger: one flushed line each, fsync'd every ``SYNC_EVERY`` rows and on close."""
+
+    def __init__(self, out: Path) -> None:
+        self._f = (out / LEDGER).open("a")
+        self._n = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row) + "\n")
+        self._f.flush()
+        self._n += 1
+        if self._n % SYNC_EVERY == 0:
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+
+def finish(out: Path) -> int:
+    """Rebuild the reports from the ledger, print the summary; returns the exit code."""
+    counts = write_reports(out, read_ledger(out / LEDGER))
     print(f"{counts['scans']} scans in {counts['parcels']} parcels: {counts['alarm']} alarm, "
           f"{counts['uncertain']} uncertain, {counts['clear']} clear, {counts['error']} unreadable; reports in {out}")
     return 1 if counts["error"] else 0
+
+
+def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = None, decode_threads: int = 1,
+              prefetch: int = 8, progress: bool = True, workers: int = 1) -> int:
+    """Screen every input not yet in ``out``'s ledger; returns the exit code (see the module docstring).
+
+    ``decode_threads`` decode ahead of inference; ``workers`` screen in parallel, each with its own
+    onnxruntime session of ``threads`` intra-op threads (default: the cores divided among the workers).
+    JPEGs are decoded at the smallest DCT scale that still covers the model's input size.
+    """
+    try:
+        n_threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        detectors = [Detector.from_onnx(model, threads=n_threads) for _ in range(workers)]
+        todo, _ = prepare(inputs, out)
+    except (ModelLoadError, ManifestError, OSError) as exc:
+        print(f"armscan: error: {exc}", file=sys.stderr)
+        return 2
+    reduce_to = detectors[0].spec.size
+    free: Queue[Detector] = Queue()
+    for d in detectors:
+        free.put(d)
+
+    def decode_and_screen(item: ScanInput) -> dict[str, Any]:
+        loaded = load_item(item, reduce_to)
+        det = free.get()
+        try:
+            return screen_loaded(det, out, loaded)
+        finally:
+            free.put(det)
+
+    ledger = LedgerWriter(out)
+    bar = tqdm(total=len(todo), unit="scan", desc="screening", disable=not progress, mininterval=2.0)
+    try:
+        with ThreadPoolExecutor(workers + decode_threads) as pool:
+            window: deque[Future[dict[str, Any]]] = deque()
+            queue = iter(todo)
+            for it in queue:  # decoding and inference overlap in threads (OpenCV and onnxruntime release the GIL)
+                window.append(pool.submit(decode_and_screen, it))
+                if len(window) >= prefetch:
+                    break
+            while window:
+                row = window.popleft().result()  # rows are written in input order
+                nxt = next(queue, None)
+                if nxt is not None:
+                    window.append(pool.submit(decode_and_screen, nxt))
+                ledger.write(row)
+                bar.update(1)
+    finally:
+        ledger.close()
+        bar.close()
+    return finish(out)

@@ -16,10 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from numpy.typing import NDArray
-
-from armscan.datasets.readers import IMAGE_SUFFIXES, ImageReadError, decode_image, find_images, read_image
+from armscan.datasets.readers import IMAGE_SUFFIXES, Decoded, ImageReadError, decode_scan, find_images, read_scan
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -32,21 +29,24 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class ScanInput:
-    """One scan to screen. ``load`` returns the decoded BGR image or raises ImageReadError."""
+    """One scan to screen. ``load(reduce_to)`` decodes it (see ``decode_scan``) or raises ImageReadError."""
 
     key: str
-    load: Callable[[], NDArray[np.uint8]] = field(compare=False, repr=False)
+    load: Callable[[int | None], Decoded] = field(compare=False, repr=False)
     parcel: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def _file_input(path: Path, parcel: dict[str, str] | None = None) -> ScanInput:
-    return ScanInput(str(path), lambda: read_image(path), parcel or {"parcel_id": str(path)})
+    def load(reduce_to: int | None = None) -> Decoded:
+        return read_scan(path, reduce_to)
+
+    return ScanInput(str(path), load, parcel or {"parcel_id": str(path)})
 
 
-def _member_loader(archive: Path, member: str) -> Callable[[], NDArray[np.uint8]]:
+def _member_loader(archive: Path, member: str) -> Callable[[int | None], Decoded]:
     source = f"{archive}::{member}"
 
-    def load() -> NDArray[np.uint8]:
+    def load(reduce_to: int | None = None) -> Decoded:
         try:
             if archive.suffix == ".zip":
                 with zipfile.ZipFile(archive) as zf:
@@ -59,7 +59,7 @@ def _member_loader(archive: Path, member: str) -> Callable[[], NDArray[np.uint8]
                     data = f.read()
         except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
             raise ImageReadError(source, f"cannot read from archive ({exc})") from exc
-        return decode_image(data, source)
+        return decode_scan(data, source, reduce_to=reduce_to)
 
     return load
 
@@ -132,8 +132,8 @@ def expand_inputs(paths: list[str]) -> list[ScanInput]:
     return unique
 
 
-def _raiser(exc: ImageReadError) -> Callable[[], NDArray[np.uint8]]:
-    def load() -> NDArray[np.uint8]:
+def _raiser(exc: ImageReadError) -> Callable[[int | None], Decoded]:
+    def load(reduce_to: int | None = None) -> Decoded:
         raise exc
 
     return load

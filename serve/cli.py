@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("inputs", nargs="+", help="folders, zip/tar archives, image files, or CSV/JSONL parcel manifests")
     b.add_argument("--out", type=Path, required=True, help="output folder; rerun the same command to resume")
     b.add_argument("--model", default=str(DEFAULT_MODEL), help="exported ONNX model (default: the bundled one)")
-    b.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
-    b.add_argument("--decode-threads", type=int, default=2, help="threads decoding images ahead of inference")
+    b.add_argument("--workers", type=int, default=1, help="parallel screening workers, each with its own model session")
+    b.add_argument("--threads", type=int, default=None, help="onnxruntime threads per worker (default: cores / workers)")
+    b.add_argument("--decode-threads", type=int, default=1, help="extra threads decoding images ahead of inference")
     b.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
     k = sub.add_parser("kits", help="find firearms sent as parts across parcels to one consignee")
@@ -98,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "batch":
             from armscan.serve.batch import run_batch
 
+            if args.workers < 1 or args.decode_threads < 0 or (args.threads is not None and args.threads < 1):
+                return _fail("--workers and --threads must be >= 1, --decode-threads >= 0")
             return run_batch(list(args.inputs), args.out, Path(args.model), args.threads, args.decode_threads,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, workers=args.workers)
         if args.command == "synth":
             return _synth(args)
         if args.command == "kits":

@@ -61,19 +61,24 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _html(out: Path, rows: list[dict[str, Any]], parcels: list[dict[str, Any]], counts: dict[str, int]) -> str:
+def _cards(out: Path, rows: list[dict[str, Any]], decision: str) -> str:
     e = html.escape
     cards = []
     for r in rows:
-        if r.get("decision") != "alarm":
+        if r.get("decision") != decision:
             continue
         thumb = out / r.get("thumb", "")
         img = (f'<img alt="overlay" src="data:image/jpeg;base64,{base64.b64encode(thumb.read_bytes()).decode()}">'
                if r.get("thumb") and thumb.is_file() else "<p>(no thumbnail)</p>")
         dets = "".join(f"<li>{e(d['cls'])}{'/' + e(d['type']) if d.get('type') else ''} [{e(d['build'])}] "
-                       f"{d['score']:.2f}</li>" for d in r["detections"] if d.get("alarm"))
+                       f"{d['score']:.2f}</li>" for d in r["detections"] if d.get("level", "alarm") == decision)
         cards.append(f"<div class=card>{img}<h3>{e(r['key'])}</h3><p>parcel {e(r.get('parcel_id', ''))} · "
                      f"consignee {e(r.get('consignee', '') or '—')}</p><ul>{dets}</ul></div>")
+    return "".join(cards) or "<p>none</p>"
+
+
+def _html(out: Path, rows: list[dict[str, Any]], parcels: list[dict[str, Any]], counts: dict[str, int]) -> str:
+    e = html.escape
     errors = "".join(f"<tr><td>{e(r['key'])}</td><td>{e(str(r.get('error')))}</td></tr>" for r in rows
                      if r["status"] != "ok")
     alarmed = "".join(f"<tr><td>{e(p['parcel_id'])}</td><td>{e(p['consignee'])}</td><td>{e(', '.join(p['classes']))}</td>"
@@ -83,7 +88,8 @@ def _html(out: Path, rows: list[dict[str, Any]], parcels: list[dict[str, Any]], 
     return f"""<!doctype html><html lang=en><meta charset=utf-8><title>armscan batch report</title>
 <style>body{{font-family:sans-serif;margin:2em}} .n{{font-size:2em;font-weight:bold}} .alarm{{color:#c00}}
 .grid{{display:flex;flex-wrap:wrap;gap:1em}} .card{{border:1px solid #ccc;padding:.5em;width:380px}}
-.card img{{max-width:100%}} td,th{{padding:.2em .6em;text-align:left}} table{{border-collapse:collapse}}
+.card img{{max-width:100%}} .card h3{{font-size:1em;overflow-wrap:anywhere}}
+td,th{{padding:.2em .6em;text-align:left}} table{{border-collapse:collapse}}
 tr:nth-child(even){{background:#f4f4f4}}</style>
 <h1>armscan batch report</h1><p>model {e(str(model))} {e(str(version))}</p>
 <table><tr><th>scans</th><th>alarm</th><th>uncertain</th><th>clear</th><th>unreadable</th><th>parcels</th>
@@ -93,7 +99,8 @@ tr:nth-child(even){{background:#f4f4f4}}</style>
 <td class=n>{counts['error']}</td><td class=n>{counts['parcels']}</td>
 <td class="n alarm">{counts['parcels_alarm']}</td></tr></table>
 <h2>Alarmed parcels</h2><table><tr><th>parcel</th><th>consignee</th><th>classes</th><th>scans</th></tr>{alarmed}</table>
-<h2>Alarms</h2><div class=grid>{''.join(cards) or '<p>none</p>'}</div>
+<h2>Alarms</h2><div class=grid>{_cards(out, rows, "alarm")}</div>
+<h2>Uncertain: an officer should look</h2><div class=grid>{_cards(out, rows, "uncertain")}</div>
 <h2>Unreadable inputs</h2><table><tr><th>input</th><th>reason</th></tr>{errors}</table></html>
 """
 

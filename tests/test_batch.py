@@ -119,14 +119,14 @@ def test_resume_after_kill_9_keeps_every_input_exactly_once(tiny_coco, tiny_onnx
 def test_an_unexpected_decoder_failure_becomes_an_error_row(tmp_path, tiny_onnx, monkeypatch, tiny_coco):
     import armscan.serve.batch_inputs as bi
 
-    real = bi.read_image
+    real = bi.read_scan
 
-    def flaky(path):
+    def flaky(path, reduce_to=None):
         if path.name.endswith("0.png"):
             raise MemoryError("simulated")
-        return real(path)
+        return real(path, reduce_to)
 
-    monkeypatch.setattr(bi, "read_image", flaky)
+    monkeypatch.setattr(bi, "read_scan", flaky)
     out = tmp_path / "out"
     assert run_batch([str(tiny_coco / "images")], out, tiny_onnx, progress=False) == 1
     rows = read_ledger(out / "scans.jsonl")

@@ -1,5 +1,7 @@
 """Readers: every format the CLI takes, and a clear typed error for everything else."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -7,6 +9,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from armscan.datasets.readers import ImageReadError, decode_image, find_images, read_dual_energy, read_image
+
+SAMPLES = Path(__file__).resolve().parent.parent / "datasets" / "samples"
 
 DICOS_DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.501.2.1"  # DICOS Digital X-Ray Image Storage - For Presentation
 
@@ -74,3 +78,29 @@ def test_bad_bytes_get_a_typed_error(data, reason):
 def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(ImageReadError, match="nope.png"):
         read_image(tmp_path / "nope.png")
+
+
+def test_jpeg_is_decoded_at_reduced_scale_with_its_full_size(tmp_path):
+    from armscan.datasets.readers import read_scan
+
+    img = np.random.default_rng(1).integers(0, 255, (768, 1024, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "a.jpg"), img)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    small = read_scan(tmp_path / "a.jpg", reduce_to=320)
+    assert small.image.shape == (384, 512, 3) and (small.width, small.height) == (1024, 768)
+    assert read_scan(tmp_path / "a.jpg", reduce_to=600).image.shape == (768, 1024, 3)  # 1/2 would be < 600
+    assert read_scan(tmp_path / "a.png", reduce_to=320).image.shape == (768, 1024, 3)  # only JPEG has DCT scaling
+
+
+def test_boxes_of_a_reduced_decode_are_in_full_scan_pixels():
+    from armscan.inference.engine import Detector
+    from armscan.serve.scan import DEFAULT_MODEL
+
+    det = Detector.from_onnx(DEFAULT_MODEL)
+    image = cv2.imread(str(SAMPLES / "images" / "scan_300000005.png"))
+    full = det.detect(image)
+    half = det.detect(cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA), original_size=(640, 480))
+    assert (half.width, half.height) == (640, 480) and half.detections
+    best_full = max(full.detections, key=lambda d: d.score).box
+    best_half = max(half.detections, key=lambda d: d.score).box
+    assert np.abs(np.array(best_full) - np.array(best_half)).max() < 24  # same item, same place (in 640x480 pixels)

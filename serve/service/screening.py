@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from armscan.datasets.readers import decode_image
+from armscan.datasets.readers import decode_scan
 from armscan.inference.engine import Detector, ModelLoadError
 from armscan.inference.result import ScanResult
 
@@ -123,6 +123,6 @@ def thumbnail(image: NDArray[np.uint8], longest: int) -> bytes:
 
 def screen_bytes(model: LoadedModel, data: bytes, filename: str, max_pixels: int, thumb_px: int) -> Screened:
     """Decode (ImageReadError on bad input), screen and thumbnail one upload. Runs on an inference worker."""
-    image = decode_image(data, filename, max_pixels)
-    result = model.detector.detect(image, source=filename)
-    return Screened(result, thumbnail(image, thumb_px))
+    scan = decode_scan(data, filename, max_pixels, reduce_to=max(model.detector.spec.size, thumb_px))
+    result = model.detector.detect(scan.image, source=filename, original_size=(scan.width, scan.height))
+    return Screened(result, thumbnail(scan.image, thumb_px))

@@ -224,10 +224,7 @@ def get_overlay(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: Cont
         thumb = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR) if path.is_file() else None
         if thumb is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "neither the scan nor its thumbnail is in storage")
-        s = thumb.shape[1] / scan.width
-        image = np.asarray(thumb, np.uint8)
-        result = result.model_copy(update={"detections": [
-            d.model_copy(update={"box": tuple(v * s for v in d.box)}) for d in result.detections]})
+        image = np.asarray(thumb, np.uint8)  # render_overlay scales the boxes to it
     ok, buf = cv2.imencode(".png", render_overlay(image, result))
     if not ok:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "could not encode the overlay")
