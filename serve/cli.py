@@ -7,6 +7,7 @@
     armscan eval --model models/bundled/armscan-det.onnx --data runs/test
     armscan export --checkpoint runs/train/last.pt --out model.onnx --calib runs/val
     armscan serve --port 8000; armscan users create-admin --username chief; armscan audit verify
+    armscan data import voc /data/SIXray --out runs/data/sixray; armscan data check runs/data/sixray
 
 Training, evaluation and export need the ``train`` extra (torch); scan and synth do not.
 """
@@ -78,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the threshold")
     x.add_argument("--uncertain-far", type=float, default=0.05,
                    help="share of clean scans allowed to be uncertain or alarm (sets the abstention band; 0: none)")
-    from armscan.serve.service.commands import add_parsers
+    from armscan.serve import data_commands
+    from armscan.serve.service import commands
 
-    add_parsers(sub)
+    commands.add_parsers(sub)
+    data_commands.add_parsers(sub)
     return p
 
 
@@ -107,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             return _synth(args)
         if args.command == "kits":
             return _kits(args)
+        if args.command == "data":
+            from armscan.serve import data_commands
+
+            return data_commands.run(args)
         if args.command in ("serve", "users", "audit", "db"):
             from armscan.serve.service.commands import run
 
