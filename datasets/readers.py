@@ -35,6 +35,9 @@ class ImageReadError(ValueError):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[ImageReadError], tuple[str, str]]:  # pickles with its reason (Ray workers)
+        return (type(self), (self.path, self.reason))
+
 
 def to_bgr8(img: NDArray[np.generic], source: str = "<image>") -> NDArray[np.uint8]:
     """Normalise a decoded image of any depth and channel count to (H, W, 3) uint8 BGR."""

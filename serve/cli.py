@@ -39,9 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("inputs", nargs="+", help="folders, zip/tar archives, image files, or CSV/JSONL parcel manifests")
     b.add_argument("--out", type=Path, required=True, help="output folder; rerun the same command to resume")
     b.add_argument("--model", default=str(DEFAULT_MODEL), help="exported ONNX model (default: the bundled one)")
-    b.add_argument("--workers", type=int, default=1, help="parallel screening workers, each with its own model session")
-    b.add_argument("--threads", type=int, default=None, help="onnxruntime threads per worker (default: cores / workers)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="parallel screening workers, each with its own model session (default: 1; ray: free CPUs / threads)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="onnxruntime threads per worker (default: cores / workers; ray: 1)")
     b.add_argument("--decode-threads", type=int, default=1, help="extra threads decoding images ahead of inference")
+    b.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: Ray Data actors, on one machine or a cluster (needs the ray extra)")
+    b.add_argument("--address", default=None,
+                   help="with --engine ray: 'auto' (the cluster this node joined with 'ray start'), HOST:6379 or "
+                        "ray://HOST:10001 (default: a new local Ray instance)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
     k = sub.add_parser("kits", help="find firearms sent as parts across parcels to one consignee")
@@ -79,11 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the threshold")
     x.add_argument("--uncertain-far", type=float, default=0.05,
                    help="share of clean scans allowed to be uncertain or alarm (sets the abstention band; 0: none)")
-    from armscan.serve import data_commands
+    from armscan.serve import data_commands, gate
     from armscan.serve.service import commands
 
     commands.add_parsers(sub)
     data_commands.add_parsers(sub)
+    gate.add_parsers(sub)
     return p
 
 
@@ -100,16 +108,28 @@ def main(argv: list[str] | None = None) -> int:
             return scan_command(list(args.paths), Path(args.model), bool(args.json), args.jsonl, args.overlay,
                                 bool(args.all), args.threads)
         if args.command == "batch":
+            if (args.workers is not None and args.workers < 1) or args.decode_threads < 0 or (
+                    args.threads is not None and args.threads < 1):
+                return _fail("--workers and --threads must be >= 1, --decode-threads >= 0")
+            if args.engine == "ray":
+                from armscan.serve.batch_ray import run_batch_ray
+
+                return run_batch_ray(list(args.inputs), args.out, Path(args.model), args.address, args.workers,
+                                     args.threads or 1, progress=not args.no_progress)
+            if args.address is not None:
+                return _fail("--address needs --engine ray")
             from armscan.serve.batch import run_batch
 
-            if args.workers < 1 or args.decode_threads < 0 or (args.threads is not None and args.threads < 1):
-                return _fail("--workers and --threads must be >= 1, --decode-threads >= 0")
             return run_batch(list(args.inputs), args.out, Path(args.model), args.threads, args.decode_threads,
-                             progress=not args.no_progress, workers=args.workers)
+                             progress=not args.no_progress, workers=args.workers or 1)
         if args.command == "synth":
             return _synth(args)
         if args.command == "kits":
             return _kits(args)
+        if args.command == "models":
+            from armscan.serve import gate
+
+            return gate.run(args)
         if args.command == "data":
             from armscan.serve import data_commands
 

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from armscan.serve.service import audit as audit_log
 from armscan.serve.service.accounts import count_admins
 from armscan.serve.service.db import make_engine, session_factory, upgrade
 from armscan.serve.service.deps import PrincipalDep, ServiceContext
@@ -58,6 +59,31 @@ async def _retention_loop(ctx: ServiceContext) -> None:
         await asyncio.sleep(3600)
 
 
+async def _models_loop(ctx: ServiceContext) -> None:
+    """Swap in the models folder's new state when it changes (a promotion): requests in flight keep the
+    model they started with, new ones get the new default. A folder that does not load is refused."""
+    seen = ctx.models.signature()
+    while ctx.settings.models_poll_s > 0:
+        await asyncio.sleep(ctx.settings.models_poll_s)
+        try:
+            now = ctx.models.signature()
+            if now == seen:
+                continue
+            seen = now
+            fresh = await run_in_threadpool(ModelSet, ctx.settings.models_dir, ctx.settings.default_model, 1)
+        except Exception as exc:  # a bad file or registry must not take the service down
+            log.error("models folder changed but was refused, the old models stay: %s", exc)
+            continue
+        before = ctx.models.default
+        ctx.models = fresh
+        models.publish_model_info(ctx)
+        with ctx.sessions() as db:
+            audit_log.append(db, "system", "model.reload", fresh.default,
+                         details={"previous_default": before, "models": {k: m.sha256 for k, m in fresh.models.items()}})
+            db.commit()
+        log.info("models reloaded: default %s (was %s)", fresh.default, before)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app; ``settings`` default to the environment (``ARMSCAN_*``)."""
     metrics = Metrics()
@@ -71,13 +97,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with ctx.sessions() as db:
             if count_admins(db) == 0:
                 log.warning("no admin account yet: create one with 'armscan users create-admin --username NAME'")
-        task = asyncio.create_task(_retention_loop(ctx))
+        tasks = [asyncio.create_task(_retention_loop(ctx)), asyncio.create_task(_models_loop(ctx))]
         log.info("armscan service ready: models %s (default %s), %d workers", sorted(ctx.models.models),
                  ctx.models.default, s.workers)
         try:
             yield
         finally:
-            task.cancel()
+            for t in tasks:
+                t.cancel()
             ctx.pool.shutdown()
             ctx.engine.dispose()
 

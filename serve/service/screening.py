@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from armscan.datasets.readers import decode_scan
 from armscan.inference.engine import Detector, ModelLoadError
 from armscan.inference.result import ScanResult
+from armscan.serve.registry import REGISTRY, Registry, RegistryError
 
 T = TypeVar("T")
 
@@ -51,19 +52,45 @@ class ModelSet:
         self.load(default)
 
     def load(self, default: str | None = None) -> None:
-        """(Re)load the folder; raises ModelLoadError if no model loads or ``default`` is not among them."""
-        files = sorted(self.models_dir.glob("*.onnx"))
-        if not files:
-            raise ModelLoadError(f"no .onnx models in {self.models_dir}")
+        """(Re)load the folder; raises ModelLoadError if no model loads or ``default`` is not among them.
+
+        With a ``registry.json`` in the folder, the champion (the default) and the candidates are loaded,
+        each only if its file's SHA-256 is the registered one; otherwise every ``*.onnx`` is.
+        """
+        reg = Registry(self.models_dir)
         models: dict[str, LoadedModel] = {}
-        for f in files:
-            det = Detector.from_onnx(f, threads=self._threads)
-            key = det.metadata.name if det.metadata.name not in models else f"{det.metadata.name}@{det.metadata.version}"
-            models[key] = LoadedModel(key, det, f, hashlib.sha256(f.read_bytes()).hexdigest())
-        chosen = default or self.default or next(iter(models))
-        if chosen not in models:
-            raise ModelLoadError(f"default model {chosen!r} is not among the loaded models {sorted(models)}")
+        if reg.exists():
+            try:
+                entries = [m for m in reg.read().models if m.status != "retired"]
+                champion = next((m.key for m in entries if m.status == "champion"), None)
+                for e in entries:
+                    path = reg.verify(e)  # RegistryError on a changed file
+                    models[e.key] = LoadedModel(e.key, Detector.from_onnx(path, threads=self._threads), path, e.sha256)
+            except RegistryError as exc:
+                raise ModelLoadError(str(exc)) from exc
+            if not models:
+                raise ModelLoadError(f"the registry in {self.models_dir} has no champion or candidate")
+            default = default or champion
+        else:
+            files = sorted(self.models_dir.glob("*.onnx"))
+            if not files:
+                raise ModelLoadError(f"no .onnx models in {self.models_dir}")
+            for f in files:
+                det = Detector.from_onnx(f, threads=self._threads)
+                md = det.metadata
+                key = md.name if md.name not in models else f"{md.name}@{md.version}"
+                models[key] = LoadedModel(key, det, f, hashlib.sha256(f.read_bytes()).hexdigest())
+        chosen = default if default in models else self.default if self.default in models else next(iter(models))
+        if default and default not in models:
+            raise ModelLoadError(f"default model {default!r} is not among the loaded models {sorted(models)}")
         self.models, self.default = models, chosen
+
+    def signature(self) -> float:
+        """Changes when the folder's registry (or, without one, its set of files) changes."""
+        reg = self.models_dir / REGISTRY
+        if reg.is_file():
+            return reg.stat().st_mtime
+        return sum(f.stat().st_mtime for f in self.models_dir.glob("*.onnx"))
 
     def get(self, name: str | None = None) -> LoadedModel:
         """The named model, or the default one."""

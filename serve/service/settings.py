@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     models_dir: Path = Field(BUNDLED_MODELS, description="folder of exported .onnx models, loaded at start")
     default_model: str | None = Field(None, description="model name used when an upload names none")
     auto_migrate: bool = Field(True, description="apply database migrations at start")
+    models_poll_s: float = Field(5.0, ge=0, description="check the models folder (registry) for changes this often; 0: never")
 
     max_upload_mb: float = Field(32.0, gt=0, description="largest accepted upload")
     max_pixels: int = Field(40_000_000, gt=0, description="largest accepted image (width x height), read from the header")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 
 from armscan.inference.engine import ModelLoadError
+from armscan.serve.registry import REGISTRY
 from armscan.serve.service import audit
 from armscan.serve.service.deps import AdminDep, ContextDep, PrincipalDep, SessionDep
 from armscan.serve.service.schemas import DefaultModelIn, ModelOut, ModelsOut
@@ -41,11 +42,14 @@ def list_models(_: PrincipalDep, ctx: ContextDep) -> ModelsOut:
 
 @router.post("/reload", response_model=ModelsOut)
 async def reload_models(principal: AdminDep, ctx: ContextDep, db: SessionDep) -> ModelsOut:
-    """Reload the models folder (new files become available; the default is kept if it is still there)."""
+    """Reload the models folder: new files, or the registry's new champion (the service also notices by itself)."""
     try:
-        await run_in_threadpool(ctx.models.load, None)
+        fresh = await run_in_threadpool(ModelSet, ctx.settings.models_dir, ctx.settings.default_model, 1)
     except ModelLoadError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"reload refused, the old models stay loaded: {exc}") from exc
+    if not (ctx.models.models_dir / REGISTRY).is_file() and ctx.models.default in fresh.models:
+        fresh.default = ctx.models.default  # without a registry, an admin's choice of default survives a reload
+    ctx.models = fresh  # requests in flight keep the model they started with
     publish_model_info(ctx)
     audit.append(db, principal.username, "model.reload", ctx.models.default,
                  details={"models": {k: m.sha256 for k, m in ctx.models.models.items()}})

@@ -1,0 +1,141 @@
+"""The model registry, the champion/challenger gate, and the service swapping models without dropping requests."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from service_helpers import Service, sample, start_service
+
+from armscan.datasets.synth.scene import SceneConfig
+from armscan.datasets.synth.writer import write_dataset
+from armscan.inference.engine import Detector
+from armscan.serve.cli import main
+from armscan.serve.registry import Registry, RegistryError
+from armscan.serve.scan import DEFAULT_MODEL
+from armscan.serve.service.settings import get_settings
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+pytest.importorskip("pycocotools")
+
+
+def _version(src: Path, dst: Path, version: str) -> Path:
+    """A copy of ``src`` with another version in its metadata (same weights)."""
+    from armscan.training.export import write_metadata
+
+    shutil.copy(src, dst)
+    md = Detector.from_onnx(dst).metadata
+    md.version = version
+    write_metadata(dst, md)
+    return dst
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    models = tmp_path / "models"
+    monkeypatch.setenv("ARMSCAN_MODELS_DIR", str(models))
+    monkeypatch.setenv("ARMSCAN_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield models
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("suite")
+    write_dataset(out, 60, seed=77_000_000, width=256, height=224, cfg=SceneConfig(threat_prob=0.5))
+    return out
+
+
+def test_gate_refuses_a_worse_model_unless_forced_and_audited(env: Path, suite: Path, tiny_onnx: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "register", str(DEFAULT_MODEL)]) == 0
+    champion = Registry(env).read().models[0].key
+    assert main(["models", "promote", champion]) == 0  # the first champion needs no comparison
+    worse = _version(tiny_onnx, env.parent / "worse.onnx", "0.0.1-worse")
+    assert main(["models", "register", str(worse), "--parent", champion]) == 0
+    challenger = Detector.from_onnx(worse).metadata.name + "@0.0.1-worse"
+    capsys.readouterr()
+    assert main(["models", "promote", challenger, "--suite", str(suite)]) == 1
+    out = capsys.readouterr()
+    assert "GATE FAILED" in out.out and "Pd at FAR" in out.out and "refused" in out.err
+    assert Registry(env).champion().key == champion  # type: ignore[union-attr]
+    assert main(["models", "promote", challenger, "--suite", str(suite), "--force"]) == 2  # no reason
+    assert main(["models", "promote", challenger, "--suite", str(suite), "--force", "--reason", "lab test"]) == 0
+    reg = Registry(env)
+    assert reg.champion().key == challenger and reg.get(champion).status == "retired"  # type: ignore[union-attr]
+    assert reg.get(challenger).parent == champion
+    assert main(["models", "rollback", "--reason", "worse after all"]) == 0
+    assert Registry(env).champion().key == champion  # type: ignore[union-attr]
+    assert main(["audit", "verify"]) == 0
+    from armscan.serve.service.db import make_engine, session_factory
+    from armscan.serve.service.tables import AuditEntry
+
+    engine = make_engine(get_settings().db_url)
+    with session_factory(engine)() as db:
+        actions = [(e.action, e.details_json) for e in db.query(AuditEntry).order_by(AuditEntry.seq)]
+    engine.dispose()
+    forced = [d for a, d in actions if a == "model.promote_forced"]
+    assert len(forced) == 1 and "lab test" in forced[0] and [a for a, _ in actions][-1] == "model.rollback"
+
+
+def test_gate_passes_an_equal_model_and_registry_refuses_changed_files(env: Path, suite: Path) -> None:
+    reg = Registry(env)
+    first = reg.register(DEFAULT_MODEL, "test")
+    reg.promote(first.key, "test")
+    same = reg.register(_version(DEFAULT_MODEL, env.parent / "same.onnx", "0.1.1"), "test", parent=first.key)
+    assert main(["models", "compare", same.key, "--suite", str(suite), "--json", str(env.parent / "c.json")]) == 0
+    assert main(["models", "promote", same.key, "--suite", str(suite)]) == 0
+    with pytest.raises(RegistryError, match="already registered"):
+        reg.register(DEFAULT_MODEL, "test")
+    with (env / same.file).open("ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(RegistryError, match="refusing a file that changed"):
+        reg.verify(reg.get(same.key))
+    from armscan.inference.engine import ModelLoadError
+    from armscan.serve.service.screening import ModelSet
+
+    with pytest.raises(ModelLoadError, match="changed after registration"):
+        ModelSet(env)
+
+
+def test_service_swaps_to_the_promoted_model_without_dropping_requests(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    reg = Registry(models)
+    old = reg.register(DEFAULT_MODEL, "test")
+    reg.promote(old.key, "test")
+    new = reg.register(_version(DEFAULT_MODEL, tmp_path / "new.onnx", "0.2.0"), "test", parent=old.key)
+    it = start_service("sqlite", tmp_path, models_dir=models, models_poll_s=0.1)
+    svc: Service = next(it)
+    who = svc.add_user("officer")
+    assert svc.client.get("/v1/models", headers=svc.as_(who)).json()["default"] == old.key
+    versions: list[str] = []
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def upload() -> None:
+        while not stop.is_set():
+            r = svc.client.post("/v1/scans", files={"file": ("a.png", sample(), "image/png")}, headers=svc.as_(who))
+            codes.append(r.status_code)
+            if r.status_code == 201:
+                versions.append(r.json()["model_version"])
+
+    threads = [threading.Thread(target=upload) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    reg.promote(new.key, "test")
+    deadline = time.time() + 20
+    while time.time() < deadline and (not versions or versions[-1] != "0.2.0"):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    it.close()
+    assert set(codes) == {201}, codes  # nothing dropped while the models were swapped
+    assert versions[0] == "0.1.0" and versions[-1] == "0.2.0"
+    assert versions.index("0.2.0") > 0 and "0.1.0" not in versions[versions.index("0.2.0") + 2:]
