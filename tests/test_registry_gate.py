@@ -108,7 +108,7 @@ def test_service_swaps_to_the_promoted_model_without_dropping_requests(tmp_path:
     old = reg.register(DEFAULT_MODEL, "test")
     reg.promote(old.key, "test")
     new = reg.register(_version(DEFAULT_MODEL, tmp_path / "new.onnx", "0.2.0"), "test", parent=old.key)
-    it = start_service("sqlite", tmp_path, models_dir=models, models_poll_s=0.1)
+    it = start_service("sqlite", tmp_path, models_dir=models, models_poll_s=0.1, rate_limit_per_minute=0)
     svc: Service = next(it)
     who = svc.add_user("officer")
     assert svc.client.get("/v1/models", headers=svc.as_(who)).json()["default"] == old.key
