@@ -10,7 +10,7 @@ SERVICE_DATA ?= runs/service
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test train lint model-card bench bench-service clean
+.PHONY: run serve test train train-ddp lint model-card bench bench-service clean
 
 # A runtime-only environment (no torch), created only if no environment exists yet.
 $(BIN)/armscan:
@@ -49,12 +49,17 @@ train: $(VENV)/.train-dev
 	$(BIN)/armscan train --config training/det_small.yaml
 	$(MAKE) model-card
 
+## The same recipe with DistributedDataParallel on NPROC processes (gloo on CPU, NCCL on GPUs).
+NPROC ?= 2
+train-ddp: $(VENV)/.train-dev
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m armscan.serve.cli train --config training/det_small.yaml
+
 ## Choose the threshold on validation scans, export, and measure on 500 held-out scans.
 model-card: $(VENV)/.train-dev
 	$(BIN)/armscan synth --n 400 --seed $(VAL_SEED) --width 416 --height 416 --threat-prob 0.5 --out runs/val
 	$(BIN)/armscan synth --n 500 --seed $(TEST_SEED) --width 480 --height 416 --out runs/test
 	$(BIN)/armscan export --checkpoint runs/train/last.pt --out $(MODEL) --calib runs/val --target-far 0.01
-	$(BIN)/armscan eval --model $(MODEL) --data runs/test --out runs/test_metrics.json
+	$(BIN)/armscan eval --model $(MODEL) --data runs/test --out runs/test_metrics.json --report runs/report
 	$(BIN)/python training/model_card.py --model $(MODEL) --metrics runs/test_metrics.json --log runs/train/log.csv \
 		--out models/bundled/MODEL_CARD.md
 

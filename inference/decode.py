@@ -40,6 +40,18 @@ def _softmax(x: NDArray[np.float32]) -> NDArray[np.float32]:
     return out
 
 
+def apply_temperature(scores: NDArray[np.float32], temperature: float) -> NDArray[np.float32]:
+    """Temperature scaling of detection scores: ``sigmoid(logit(score) / temperature)``; 1.0 leaves them as they are.
+
+    It is monotone, so boxes keep their ranking (NMS, mAP and Pd at a false-alarm rate do not change)
+    while the scores move closer to the share of detections that are right.
+    """
+    if temperature == 1.0:
+        return scores
+    s = np.clip(scores.astype(np.float64), 1e-7, 1.0 - 1e-7)
+    return _sigmoid((np.log(s / (1.0 - s)) / temperature).astype(np.float32))
+
+
 def grid_centres(height: int, width: int, stride: int) -> NDArray[np.float32]:
     """(H*W, 2) xy centres of a stride-``stride`` grid in input pixels, row-major."""
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
@@ -47,10 +59,13 @@ def grid_centres(height: int, width: int, stride: int) -> NDArray[np.float32]:
 
 
 def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold: float, nms_iou: float,
-           max_detections: int = 100, pre_nms_top_k: int = 1000, class_agnostic: bool = False) -> list[Decoded]:
+           max_detections: int = 100, pre_nms_top_k: int = 1000, class_agnostic: bool = False,
+           temperature: float = 1.0) -> list[Decoded]:
     """Decode a batch of raw outputs ``{name: (B, C, H, W)}`` into per-image detections.
 
     Score = sqrt(sigmoid(class) * sigmoid(centreness)); boxes = centre -/+ exp(distance) * stride.
+    ``score_threshold`` and NMS work on that score; the kept boxes' scores are then scaled by
+    :func:`apply_temperature`, so the temperature changes the scores but never which boxes come out.
     NMS is per class (OpenCV's batched NMS), or across classes when ``class_agnostic`` (one box per
     item: the best-scoring class wins).
     """
@@ -58,12 +73,16 @@ def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold
     b, c, h, w = cls.shape
     centres = grid_centres(h, w, stride)  # (HW, 2)
     results: list[Decoded] = []
+    # score > t needs sigmoid(class) > t^2 (centreness <= 1): cells below that logit are skipped unscored
+    floor = float(np.log(score_threshold**2 / (1.0 - score_threshold**2))) if 0 < score_threshold < 1 else -np.inf
     for i in range(b):
-        prob = _sigmoid(cls[i].reshape(c, -1).T)  # (HW, C)
-        ctr = _sigmoid(outputs["centerness"][i].reshape(-1))  # (HW,)
-        scores = np.sqrt(prob * ctr[:, None])  # (HW, C)
-        loc, lab = np.nonzero(scores > score_threshold)
-        s = scores[loc, lab]
+        logits = cls[i].reshape(c, -1)  # (C, HW)
+        cells = np.flatnonzero(logits.max(axis=0) > floor)
+        prob = _sigmoid(logits[:, cells].T)  # (K, C)
+        ctr = _sigmoid(outputs["centerness"][i].reshape(-1)[cells])  # (K,)
+        scores = np.sqrt(prob * ctr[:, None])  # (K, C)
+        k, lab = np.nonzero(scores > score_threshold)
+        loc, s = cells[k], scores[k, lab]
         if len(s) > pre_nms_top_k:
             keep = np.argpartition(-s, pre_nms_top_k)[:pre_nms_top_k]
             loc, lab, s = loc[keep], lab[keep], s[keep]
@@ -81,6 +100,7 @@ def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold
         loc, lab = loc[keep], lab[keep]
         build = _softmax(outputs["build_logits"][i].reshape(outputs["build_logits"].shape[1], -1).T[loc])
         typ = _softmax(outputs["type_logits"][i].reshape(outputs["type_logits"].shape[1], -1).T[loc])
-        results.append(Decoded(boxes=boxes[keep], scores=s[keep].astype(np.float32), labels=lab.astype(np.int64),
+        results.append(Decoded(boxes=boxes[keep], scores=apply_temperature(s[keep].astype(np.float32), temperature),
+                               labels=lab.astype(np.int64),
                                build=build, type=typ))
     return results

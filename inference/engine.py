@@ -84,7 +84,7 @@ class Detector:
         outputs = self._run(x[None])
         th = self.metadata.thresholds
         det = decode(outputs, self.metadata.stride, th.min_score if min_score is None else min_score, th.nms_iou,
-                     class_agnostic=th.nms_class_agnostic)[0]
+                     class_agnostic=th.nms_class_agnostic, temperature=th.temperature)[0]
         det.boxes = lb.boxes_to_original(det.boxes)
         return det
 

@@ -30,6 +30,10 @@ class Thresholds(BaseModel):
     nms_iou: float = 0.5
     nms_class_agnostic: bool = False  # True: one box per item, the best class wins
     min_score: float = 0.05  # below this nothing is decoded (evaluation uses it for mAP)
+    # Temperature scaling of the detection score, fit on calibration scans: score = sigmoid(logit(score) / T).
+    # Applied after min_score and NMS, so it changes the scores (alarm and uncertain are on the scaled
+    # scores) but not which boxes are found or their ranking. 1.0 (and models without it): no scaling.
+    temperature: float = Field(1.0, gt=0.0)
     target_far: float | None = None  # the parcel false-alarm rate the alarm thresholds were chosen for
     chosen_on: str = ""  # where the thresholds were chosen (dataset and seeds)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="COCO mAP and Pd at fixed false-alarm rates (needs the train extra)")
     e.add_argument("--model", required=True, help="exported .onnx or a training checkpoint")
     e.add_argument("--data", type=Path, required=True, help="COCO folder, e.g. written by 'armscan synth'")
-    e.add_argument("--out", type=Path, help="also write the JSON here")
+    e.add_argument("--out", type=Path, help="also write the JSON here (then only a summary is printed)")
+    e.add_argument("--report", type=Path, help="also write PR and Pd/FAR curves (PNG) and report.md here")
 
     x = sub.add_parser("export", help="export a checkpoint to ONNX with metadata (needs the train extra)")
     x.add_argument("--checkpoint", type=Path, required=True)
@@ -194,16 +196,20 @@ def _train_commands(args: argparse.Namespace) -> int:
             except json.JSONDecodeError:
                 overrides[key] = value
         cfg = TrainConfig.load(args.config, overrides)
-        print(f"checkpoint: {train(cfg, resume=not args.no_resume)}")
+        ckpt = train(cfg, resume=not args.no_resume)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+            print(f"checkpoint: {ckpt}")
         return 0
     if args.command == "eval":
         from armscan.training.evaluate import evaluate
 
-        metrics = evaluate(args.model, args.data)
+        metrics = evaluate(args.model, args.data, report_dir=args.report)
         text = json.dumps(metrics, indent=2)
-        print(text)
         if args.out:
             args.out.write_text(text)
+            print(json.dumps({k: metrics[k] for k in ("images", "mAP", "mAP50", "AP50_per_class") if k in metrics}))
+        else:
+            print(text)
         return 0
     from armscan.training.export import export
 

@@ -58,3 +58,106 @@ def test_threshold_at_far_allows_that_share_of_clean_scans():
     t = threshold_at_far(scores, 0.05)
     assert (scores >= t).mean() == pytest.approx(0.05)
     assert threshold_at_far(np.zeros(0), 0.01) == 0.0
+
+
+def test_far_at_pd_is_the_false_alarm_rate_of_the_highest_threshold_reaching_that_pd():
+    from armscan.training.metrics import far_at_pd, operating_points
+
+    pos = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    neg = np.linspace(0.0, 0.99, 100)  # 1 clean scan per 0.01 of score
+    assert far_at_pd(pos, neg, 0.9) == pytest.approx((neg >= 0.1).mean())  # 9 of 10 needs t = 0.1
+    assert far_at_pd(pos, neg, 0.5) == pytest.approx((neg >= 0.5).mean())
+    missed = np.array([0.9, 0.0])  # the second threat is never detected: no threshold reaches Pd 0.9
+    assert far_at_pd(missed, neg, 0.9) is None and far_at_pd(missed, neg, 0.5) == pytest.approx((neg >= 0.9).mean())
+    row = operating_points(pos, neg)
+    assert set(row) == {"n", "pd@far0.01", "pd@far0.02", "pd@far0.05", "far@pd0.9", "far@pd0.95"}
+
+
+def _attr_records():
+    """Four threat scans (metal, printed and polymer items, two difficulties) and four clean scans."""
+    recs = [Record(Path(f"{i}.png"), 100, 100, [], {"difficulty": "easy" if i % 2 == 0 else "hidden"}) for i in range(8)]
+    recs[0].boxes = [{"bbox": [10, 10, 30, 20], "cls": "firearm", "type": "pistol", "build": "metal"}]
+    recs[1].boxes = [{"bbox": [10, 10, 30, 20], "cls": "firearm", "type": "pistol", "build": "printed"}]
+    recs[2].boxes = [{"bbox": [50, 50, 20, 20], "cls": "ammunition", "type": "unknown", "build": "metal"},
+                     {"bbox": [5, 60, 30, 20], "cls": "firearm", "type": "pistol", "build": "polymer"}]
+    recs[3].boxes = [{"bbox": [40, 10, 30, 30], "cls": "firearm", "type": "pistol", "build": "printed"}]
+    return recs
+
+
+def test_breakdowns_by_build_and_difficulty():
+    from armscan.training.metrics import breakdowns, screening
+
+    recs = _attr_records()
+    preds = _perfect(recs)
+    for i in (1, 3):  # the printed firearms are found only with a wrong box (a false alarm at IoU 0.5)
+        preds[i].boxes[0] = [70, 70, 95, 95]
+    preds[4] = Prediction(np.array([[0, 0, 5, 5]], np.float32), np.array([0.3], np.float32), np.array([0]))
+    s = screening(recs, preds, CLASSES)
+    assert s["pd"]["firearm"]["n"] == 4 and s["pd"]["firearm"]["pd@far0.01"] == 0.5
+    assert s["pd"]["firearm"]["far@pd0.9"] is None  # half of the firearms are never localised
+    b = breakdowns(recs, preds, CLASSES)
+    printed, metal = b["by_build"]["printed"], b["by_build"]["metal"]
+    assert printed["boxes"] == 2 and printed["pd"]["firearm"]["pd@far0.01"] == 0.0
+    assert printed["AP50_per_class"] == {"firearm": 0.0} and printed["mAP50"] == 0.0
+    # metal firearms and ammunition are all found, ahead of the false alarms
+    assert metal["AP50_per_class"] == {"firearm": pytest.approx(1.0), "ammunition": pytest.approx(1.0)}
+    assert metal["pd"]["firearm"] == {"n": 1, "pd@far0.01": 1.0, "pd@far0.02": 1.0, "pd@far0.05": 1.0,
+                                      "far@pd0.9": 0.0, "far@pd0.95": 0.0}
+    assert b["by_build"]["polymer"]["pd"]["any_threat"]["n"] == 1
+    easy, hidden = b["by_difficulty"]["easy"], b["by_difficulty"]["hidden"]
+    assert easy["images"] == 4 and easy["threat_scans"] == 2 and easy["pd"]["firearm"]["pd@far0.01"] == 1.0
+    assert hidden["pd"]["firearm"]["pd@far0.01"] == 0.0 and hidden["by_build"]["printed"]["pd"]["firearm"]["n"] == 2
+    assert "ammunition" not in hidden["pd"]  # rows without such threats are left out of breakdowns
+
+
+def test_thresholds_of_a_breakdown_come_from_all_clean_scans():
+    from armscan.training.metrics import ScoreTable
+
+    recs = _attr_records()
+    preds = _perfect(recs)
+    preds[5] = Prediction(np.array([[0, 0, 5, 5]], np.float32), np.array([0.95], np.float32), np.array([0]))  # hidden
+    table = ScoreTable.build(recs, preds, CLASSES)
+    easy = np.array([r.meta["difficulty"] == "easy" for r in recs])
+    # the false alarm on a *hidden* clean scan lifts the threshold for the easy threats as well
+    assert table.rows(images=easy)["firearm"]["pd@far0.01"] == 0.0
+    assert table.rows(images=easy)["firearm"]["pd@far0.05"] == 0.0 and table.rows()["firearm"]["far@pd0.9"] == 0.25
+
+
+def test_ece_matching_and_temperature_fit():
+    from armscan.inference.decode import apply_temperature
+    from armscan.training.calibration import expected_calibration_error, fit_temperature, match_detections
+
+    recs = _records()
+    preds = _perfect(recs)
+    dup = preds[0]  # a second, lower-scoring box on the same firearm is wrong: matching is one to one
+    preds[0] = Prediction(np.concatenate([dup.boxes, dup.boxes]), np.array([0.9, 0.6], np.float32), np.array([0, 0]))
+    scores, right = match_detections(recs, preds, CLASSES)
+    assert sorted(zip(scores.round(2).tolist(), right.tolist(), strict=True)) == [(0.6, False), (0.9, True), (0.9, True)]
+    ece, table = expected_calibration_error(scores, right)
+    assert ece == pytest.approx((2 * 0.1 + 0.6) / 3, abs=1e-4) and [r["n"] for r in table] == [1, 2]
+    # scores that are sharper than the truth (true T = 2.5): the fit finds T and ECE falls
+    rng = np.random.default_rng(0)
+    s = rng.uniform(0.01, 0.99, 20000)
+    y = rng.random(20000) < apply_temperature(s.astype(np.float32), 2.5)
+    t = fit_temperature(s, y)
+    assert t == pytest.approx(2.5, rel=0.1)
+    before = expected_calibration_error(s, y)[0]
+    after = expected_calibration_error(apply_temperature(s.astype(np.float32), t).astype(np.float64), y)[0]
+    assert before > 0.1 and after < 0.02
+    assert fit_temperature(s, np.ones(len(s), bool)) == 1.0 and fit_temperature(np.zeros(0), np.zeros(0, bool)) == 1.0
+
+
+def test_ap_per_build_ignores_the_other_builds_boxes():
+    recs = [Record(Path(f"{i}.png"), 100, 100, [], {}) for i in range(3)]
+    recs[0].boxes = [{"bbox": [10, 10, 30, 20], "cls": "firearm", "type": "pistol", "build": "metal"}]
+    recs[1].boxes = [{"bbox": [10, 10, 30, 20], "cls": "firearm", "type": "pistol", "build": "printed"}]
+    preds = _perfect(recs)
+    preds[0].scores[:] = 0.5  # the printed firearm's detection (0.9) ranks above the metal one
+
+    def ap(build, p):
+        return coco_map(recs, p, CLASSES, keep=lambda b: b["build"] == build)["AP50_per_class"]
+
+    assert ap("metal", preds)["firearm"] == pytest.approx(1.0)  # a hit on a printed firearm is no false alarm
+    assert ap("printed", preds)["firearm"] == pytest.approx(1.0) and ap("printed", preds)["ammunition"] is None
+    preds[1].boxes[0] = [60, 60, 90, 90]  # now it is a false alarm, for every build
+    assert ap("metal", preds)["firearm"] == pytest.approx(0.5, abs=0.01) and ap("printed", preds)["firearm"] == 0.0

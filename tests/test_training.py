@@ -60,3 +60,81 @@ def test_checkpoint_describes_itself_and_training_resumes(tiny_checkpoint, tmp_p
     train(cfg)
     again = load_checkpoint(run / "last.pt")
     assert again["epoch"] == 3 and len(again["history"]) == 3
+
+
+def _tiny(out, **kw):
+    base = {"input_size": 64, "batch_size": 2, "epochs": 2, "iters_per_epoch": 2, "warmup_iters": 1, "workers": 0,
+            "out_dir": str(out), "val_images": 0, "model_args": {"width": 32}, "data": {"min_side": 128, "max_side": 160}}
+    return TrainConfig.load(None, base | kw)
+
+
+def test_bundled_recipe_loads_with_ema_on():
+    from pathlib import Path
+
+    cfg = TrainConfig.load(Path(__file__).parents[1] / "training" / "det_small.yaml")
+    assert cfg.data.cache_size == 12000 and cfg.ema and 0 < cfg.ema_decay < 1 and cfg.device == "auto"
+
+
+def test_ema_follows_the_weights_with_a_warm_up():
+    from armscan.training.distributed import make_ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = make_ema(model, decay=0.9)
+    w0 = model[0].weight.detach().clone()
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model(torch.randn(4, 2))  # moves the BatchNorm statistics (buffers are averaged too)
+    ema.update_parameters(model)  # n = 1: decay min(0.9, 2 / 11)
+    d = 2 / 11
+    torch.testing.assert_close(ema.module[0].weight, d * w0 + (1 - d) * (w0 + 1))
+    torch.testing.assert_close(ema.module[1].running_mean, (1 - d) * model[1].running_mean)
+    assert int(ema.module[1].num_batches_tracked) == 1 and int(ema.n_averaged) == 2
+    with pytest.raises(ValueError, match="ema_decay"):
+        make_ema(model, decay=1.0)
+
+
+def test_ranks_get_disjoint_shares_of_each_epoch(tmp_path):
+    from armscan.datasets.synth.scene import SceneConfig
+    from armscan.inference.preprocess import PreprocessSpec
+    from armscan.training.data import SynthDetection
+    from armscan.training.train import _loader
+
+    cfg = _tiny(tmp_path, iters_per_epoch=3)
+    ds = SynthDetection(0, 1000, PreprocessSpec(size=64), 128, 160, SceneConfig())
+    shares = [list(_loader(cfg, ds, epoch=1, rank=r, world_size=2).sampler) for r in (0, 1)]
+    subset = _loader(cfg, ds, epoch=1, rank=0, world_size=2).dataset
+    scans = [[subset.indices[i] for i in s] for s in shares]
+    assert [len(s) for s in scans] == [6, 6] and not set(scans[0]) & set(scans[1])
+    assert sorted(scans[0] + scans[1]) == list(range(12, 24))  # epoch 1 of 2 ranks x 3 iterations x batch 2
+    single = _loader(cfg, ds, epoch=1).dataset.indices
+    assert list(single) == list(range(6, 12))  # one process: the same scans as before DDP existed
+
+
+def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    from armscan.training import train as train_module
+
+    straight = load_checkpoint(train_module.train(_tiny(tmp_path / "a")))
+    assert straight["world_size"] == 1 and straight["ema_updates"] == 4
+    assert straight["history"][-1]["images"] == 4 and straight["history"][-1]["world_size"] == 1
+    # EMA on: the exported weights (model_state) are the average, the raw weights are kept to resume
+    assert any(not torch.equal(straight["model_state"][k], straight["train_state"][k]) for k in straight["model_state"])
+
+    real_save = train_module.save_checkpoint
+
+    def crash_after_first_epoch(path, *args):
+        real_save(path, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(_tiny(tmp_path / "b"))
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+    resumed = load_checkpoint(train_module.train(_tiny(tmp_path / "b")))
+    assert resumed["epoch"] == 2 and resumed["ema_updates"] == 4
+    for key in ("model_state", "train_state"):
+        for name, value in straight[key].items():
+            torch.testing.assert_close(resumed[key][name], value, rtol=0, atol=0, msg=f"{key}.{name}")
+    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and log[0].startswith("epoch,") and "world_size" in log[0]

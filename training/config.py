@@ -37,7 +37,7 @@ class TrainConfig(BaseModel):
     model_args: dict[str, Any] = Field(default_factory=dict)
     input_size: int = 320
     data: DataConfig = Field(default_factory=DataConfig)
-    batch_size: int = 16
+    batch_size: int = 16  # per process: under torchrun, each of the world_size processes takes this many
     epochs: int = 12
     iters_per_epoch: int = 250
     lr: float = 3e-3
@@ -45,7 +45,11 @@ class TrainConfig(BaseModel):
     warmup_iters: int = 200
     grad_clip: float = 10.0
     workers: int = 1
-    seed: int = 0
+    seed: int = 0  # model initialisation; data order and augmentation are seeded per (seed, rank, epoch)
+    ema: bool = True  # evaluate, checkpoint and export an exponential moving average of the weights
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when torch sees a GPU
+    amp: bool = True  # mixed precision (torch.autocast), only ever on CUDA
     time_budget_min: float = 58.0  # stop early (after a checkpoint) rather than overrun
     out_dir: Path = Path("runs/train")
     val_images: int = 300  # generated at VAL_SEED for the end-of-training evaluation

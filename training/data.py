@@ -78,18 +78,21 @@ class CachedSynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]
     with box-aware dihedral augmentation (flips and 90-degree turns, ``torchvision.transforms.v2``).
 
     On a 2-core CPU this keeps both cores on the network instead of sharing them with the generator.
-    Scan ``i`` is :class:`SynthDetection`'s item ``i``, so the cache is reproducible.
+    Scan ``i`` is :class:`SynthDetection`'s item ``i``, so the cache is reproducible. Under torchrun each
+    rank caches only its share (``indices``: scans ``rank, rank + world_size, ...``).
     """
 
-    def __init__(self, source: SynthDetection, size: int, processes: int = 2) -> None:
+    def __init__(self, source: SynthDetection, size: int, processes: int = 2, indices: range | None = None,
+                 progress: bool = True) -> None:
         from multiprocessing import get_context
 
         from tqdm import tqdm
 
         self.spec = source.spec
+        indices = indices if indices is not None else range(size)
         with get_context("fork").Pool(processes) as pool:
-            items = list(tqdm(pool.imap(_cache_item, [(source, i) for i in range(size)], chunksize=32), total=size,
-                              desc="generating scans", unit="scan", mininterval=10.0))
+            items = list(tqdm(pool.imap(_cache_item, [(source, i) for i in indices], chunksize=32), total=len(indices),
+                              desc="generating scans", unit="scan", mininterval=10.0, disable=not progress))
         self.canvases = np.stack([c for c, _ in items])  # (N, S, S, 3) uint8
         self.targets = [{k: torch.from_numpy(v) for k, v in t.items()} for _, t in items]
         from torchvision.transforms import v2

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from armscan.datasets.coco import Record
@@ -24,30 +25,51 @@ class NonFiniteLossError(RuntimeError):
 
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, stride: int, grad_clip: float, epoch: int,
-                    total: int, deadline: float | None = None) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean of each loss term. Stops early past ``deadline``."""
+                    total: int, deadline: float | None = None, *, ema: AveragedModel | None = None,
+                    device: torch.device | None = None, amp: bool = False,
+                    stop: Callable[[bool], bool] = bool, progress: bool = True) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean of each loss term, ``iters`` and ``images``.
+
+    ``model`` may be wrapped in DistributedDataParallel (which averages the gradients across ranks);
+    ``ema`` is then updated from the wrapped module after every step. ``amp`` runs the forward pass
+    under ``torch.autocast`` (CUDA only; the loss is computed in float32). Past ``deadline`` the
+    epoch ends early; ``stop`` turns this rank's wish to stop into the decision of all ranks.
+    """
+    device = device or torch.device("cpu")
+    amp = amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype is torch.float16)
     model.train()
     sums: dict[str, float] = {}
-    n = 0
-    bar = tqdm(loader, total=total, desc=f"epoch {epoch}", unit="it", mininterval=5.0)
+    n = images_seen = 0
+    bar = tqdm(loader, total=total, desc=f"epoch {epoch}", unit="it", mininterval=5.0, disable=not progress)
     for images, targets in bar:
-        losses = detection_loss(model(images), targets, stride)
+        images = images.to(device, non_blocking=True)
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            outputs = model(images)
+        losses = detection_loss(tuple(o.float() for o in outputs), targets, stride)
         loss = torch.stack(list(losses.values())).sum()
         if not math.isfinite(float(loss.detach())):
             terms = {k: float(v.detach()) for k, v in losses.items()}
             raise NonFiniteLossError(f"loss is not finite at epoch {epoch}: {terms}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(getattr(model, "module", model))
         n += 1
+        images_seen += len(images)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if deadline is not None and time.monotonic() > deadline:
+        if stop(deadline is not None and time.monotonic() > deadline):
             break
-    return {k: v / max(n, 1) for k, v in sums.items()} | {"iters": float(n)}
+    return {k: v / max(n, 1) for k, v in sums.items()} | {"iters": float(n), "images": float(images_seen)}
 
 
 @torch.no_grad()

@@ -1,5 +1,10 @@
-"""``armscan eval``: COCO mAP and screening metrics of a model (ONNX or checkpoint) on a COCO folder,
-and the choice of alarm thresholds for a target parcel false-alarm rate."""
+"""``armscan eval``: COCO mAP, screening metrics (Pd at FAR, FAR at Pd; by difficulty and by build) and the
+calibration of a model (ONNX or checkpoint) on a COCO folder, and the choice of alarm thresholds for a
+target parcel false-alarm rate.
+
+    armscan eval --model models/bundled/armscan-det.onnx --data runs/test --out runs/test_metrics.json
+    python -m armscan.training.report --model models/bundled/armscan-det.onnx --data runs/test --out runs/report
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from tqdm import tqdm
 from armscan.datasets.coco import Record, read_coco
 from armscan.datasets.readers import read_image
 from armscan.inference.engine import Detector
-from armscan.training.metrics import Prediction, coco_map, screening, threshold_at_far
+from armscan.training.calibration import calibration_summary
+from armscan.training.metrics import Prediction, ScoreTable, breakdowns, coco_map, threshold_at_far
 
 
 def load_detector(model: str | Path) -> Detector:
@@ -31,36 +37,52 @@ def load_detector(model: str | Path) -> Detector:
     return torch_detector(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt, version="checkpoint"))
 
 
-def predict(detector: Detector, records: list[Record], progress: bool = True) -> list[Prediction]:
-    """Run ``detector`` on every record's image with the model's score floor."""
+def predict(detector: Detector, records: list[Record], progress: bool = True,
+            temperature: float | None = None) -> list[Prediction]:
+    """Run ``detector`` on every record's image with the model's score floor (and, if given, this temperature)."""
+    th = detector.metadata.thresholds
+    saved = th.temperature
+    th.temperature = saved if temperature is None else temperature
     preds = []
-    for rec in tqdm(records, desc="eval", disable=not progress, unit="scan"):
-        det = detector.raw(read_image(rec.file))
-        preds.append(Prediction(det.boxes, det.scores, det.labels))
+    try:
+        for rec in tqdm(records, desc="eval", disable=not progress, unit="scan"):
+            det = detector.raw(read_image(rec.file))
+            preds.append(Prediction(det.boxes, det.scores, det.labels))
+    finally:
+        th.temperature = saved
     return preds
 
 
 def evaluate_records(detector: Detector, records: list[Record], progress: bool = True,
                      preds: list[Prediction] | None = None) -> dict[str, Any]:
-    """Every metric of the module docstring, as a JSON-ready dict (``preds``: already computed predictions)."""
+    """Every metric of ``armscan.training.metrics`` and ``.calibration`` as a JSON-ready dict (``preds``:
+    already computed predictions). A model with a temperature is run a second time without it, for the ECE
+    before scaling."""
     preds = preds if preds is not None else predict(detector, records, progress)
     classes = detector.metadata.classes
+    table = ScoreTable.build(records, preds, classes)
     out: dict[str, Any] = {"images": len(records), **coco_map(records, preds, classes),
-                           **screening(records, preds, classes)}
-    by_diff: dict[str, Any] = {}
-    for diff in sorted({str(r.meta.get("difficulty")) for r in records if r.meta.get("difficulty")}):
-        idx = [i for i, r in enumerate(records) if r.meta.get("difficulty") == diff]
-        sub_r, sub_p = [records[i] for i in idx], [preds[i] for i in idx]
-        by_diff[diff] = {"images": len(idx), "mAP50": coco_map(sub_r, sub_p, classes)["mAP50"]}
-    if by_diff:
-        out["by_difficulty"] = by_diff
+                           "clean_scans": int(table.clean.sum()), "threat_scans": int((~table.clean).sum()),
+                           "pd": table.rows(), **breakdowns(records, preds, classes, table)}
+    t = detector.metadata.thresholds.temperature
+    unscaled = predict(detector, records, progress, temperature=1.0) if t != 1.0 else None
+    out["calibration"] = calibration_summary(records, preds, classes, t, unscaled)
     return out
 
 
-def evaluate(model: str | Path, data: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a model file on a COCO folder."""
+def evaluate(model: str | Path, data: str | Path, progress: bool = True,
+             report_dir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a model file on a COCO folder; with ``report_dir``, also write PNG curves and ``report.md`` there."""
     detector = load_detector(model)
-    return evaluate_records(detector, read_coco(Path(data)), progress)
+    records = read_coco(Path(data))
+    preds = predict(detector, records, progress)
+    metrics = evaluate_records(detector, records, progress, preds)
+    if report_dir is not None:
+        from armscan.training.report import write_report
+
+        write_report(Path(report_dir), metrics, records, preds, detector.metadata.classes,
+                     title=f"{detector.metadata.name} {detector.metadata.version} on {Path(data).name}")
+    return metrics
 
 
 def choose_alarm_threshold(detector: Detector, records: list[Record], target_far: float, progress: bool = True,

@@ -1,8 +1,9 @@
 """``armscan export``: a checkpoint -> ONNX with the raw head outputs and the armscan metadata.
 
 With ``--calib`` (a COCO folder of validation scans), the exported model itself, run through the
-inference engine, chooses its NMS mode (per class or across classes, by mAP50) and then one alarm
-threshold for a target parcel false-alarm rate.
+inference engine, chooses its NMS mode (per class or across classes, by mAP50), fits the temperature
+of its scores (``armscan.training.calibration``), and then chooses one alarm threshold for a target
+parcel false-alarm rate.
 
     armscan export --checkpoint runs/train/last.pt --out models/bundled/armscan-det.onnx --calib DIR
 """
@@ -21,8 +22,10 @@ from armscan.datasets.coco import read_coco
 from armscan.inference.decode import OUTPUT_NAMES
 from armscan.inference.engine import Detector
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata, Thresholds
+from armscan.training.calibration import fit_on
 from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
-from armscan.training.evaluate import choose_alarm_threshold, evaluate_records, predict
+from armscan.training.evaluate import choose_alarm_threshold, predict
+from armscan.training.metrics import coco_map
 
 
 def export_onnx(model: torch.nn.Module, size: int, path: Path, opset: int = 18) -> None:
@@ -50,18 +53,22 @@ def write_metadata(path: Path, metadata: ModelMetadata) -> None:
 
 
 def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None, target_far: float = 0.01,
-           training: dict[str, Any] | None = None, uncertain_far: float | None = 0.05) -> ModelMetadata:
+           training: dict[str, Any] | None = None, uncertain_far: float | None = 0.05,
+           fit_temperature: bool = True) -> ModelMetadata:
     """Export ``checkpoint`` to ``out``; with ``calib`` (a COCO folder), set the alarm threshold for ``target_far``.
 
     With ``uncertain_far`` (greater than ``target_far``) the lower edge of the abstention band is set
-    so that at most that share of clean calibration scans come out uncertain or alarm.
+    so that at most that share of clean calibration scans come out uncertain or alarm. With
+    ``fit_temperature``, the score temperature is fit on ``calib`` first and the thresholds are then
+    chosen on the scaled scores, as inference will see them.
     """
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, int(ckpt["preprocess"]["size"]), out)
     summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
-               "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1),
+               "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1), "world_size": ckpt.get("world_size", 1),
+               "ema_updates": ckpt.get("ema_updates"),
                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16], **(training or {})}
     metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
     write_metadata(out, metadata)
@@ -73,17 +80,27 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
         for agnostic in (False, True):
             detector.metadata.thresholds.nms_class_agnostic = agnostic
             preds[agnostic] = predict(detector, records, progress=False)
-            scores[agnostic] = float(evaluate_records(detector, records, preds=preds[agnostic])["mAP50"])
+            scores[agnostic] = float(coco_map(records, preds[agnostic], metadata.classes)["mAP50"])
         agnostic = scores[True] > scores[False]
         detector.metadata.thresholds.nms_class_agnostic = agnostic
-        t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds[agnostic])
+        chosen = preds[agnostic]
+        calibration: dict[str, Any] = {}
+        if fit_temperature:  # scaling is monotone: the NMS choice above (by mAP50) does not depend on it
+            calibration = fit_on(records, chosen, metadata.classes)
+            detector.metadata.thresholds.temperature = calibration["temperature"]
+            if calibration["temperature"] != 1.0:
+                chosen = predict(detector, records, progress=False)  # the scores inference will give
+        t, stats = choose_alarm_threshold(detector, records, target_far, preds=chosen)
         stats["mAP50_nms_per_class"], stats["mAP50_nms_agnostic"] = scores[False], scores[True]
+        if calibration:
+            stats["calibration"] = calibration
         band = None
         if uncertain_far is not None and uncertain_far > target_far:
-            tu, ustats = choose_alarm_threshold(detector, records, uncertain_far, preds=preds[agnostic])
+            tu, ustats = choose_alarm_threshold(detector, records, uncertain_far, preds=chosen)
             band = dict.fromkeys(metadata.classes, min(tu, t))
             stats["uncertain"] = {"parcel_pd": ustats["parcel_pd"], "parcel_far": ustats["parcel_far"]}
         metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), nms_class_agnostic=agnostic,
+                                         temperature=detector.metadata.thresholds.temperature,
                                          target_far=target_far, uncertain=band,
                                          uncertain_far=uncertain_far if band else None,
                                          chosen_on=f"{calib.name}: {json.dumps(stats)}")

@@ -76,7 +76,8 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict[str, to
     cls_flat = cls.reshape(b, c, -1).transpose(1, 2)  # (B, L, C)
     n_pos = max(1.0, float(sum(len(p) for p in pos_box_t)))
     loss_cls = sigmoid_focal_loss(cls_flat, cls_t, alpha=0.25, gamma=2.0, reduction="sum") / n_pos
-    zero = cls.sum() * 0.0
+    # A zero that touches every head: under DDP each parameter must get a gradient at every step.
+    zero = sum((o.sum() for o in outputs), cls.new_zeros(())) * 0.0
     if not pos_box_t:
         return {"cls": loss_cls, "box": zero, "ctr": zero, "build": zero, "type": zero}
     ctr_t = torch.cat(pos_ctr_t)

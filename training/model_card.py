@@ -42,6 +42,30 @@ def _data_line(cfg: dict[str, Any]) -> str:
     return f"{n:,} scans generated on the fly (seeds {first:,}–{first + n - 1:,}), each seen once"
 
 
+def _column(key: str) -> str:
+    return key.replace("pd@far", "Pd @ FAR ").replace("far@pd", "FAR @ Pd ")
+
+
+def _build_line(metrics: dict[str, Any]) -> str:
+    builds = metrics.get("by_build", {})
+    if not builds:
+        return ""
+    ap = ", ".join(f"{b} {v['mAP50']} ({v['boxes']} items)" for b, v in builds.items())
+    printed = builds.get("printed", {}).get("pd", {}).get("firearm")
+    pd = f"; printed firearms: Pd {printed['pd@far0.01']} at a parcel FAR of 1% ({printed['n']} scans)" if printed else ""
+    return f"\n- AP50 by build (other builds ignored): {ap}{pd}."
+
+
+def _calibration_line(metrics: dict[str, Any]) -> str:
+    cal = metrics.get("calibration")
+    if not cal:
+        return ""
+    if cal["temperature"] == 1.0:
+        return f"\n- Calibration: expected calibration error of the scores {cal['ece']} (no temperature scaling)."
+    return (f"\n- Calibration: expected calibration error of the scores {cal['ece_before_scaling']} without temperature "
+            f"scaling, {cal['ece']} with the model's temperature {cal['temperature']:g} (fit on the validation scans).")
+
+
 def _status(metrics: dict[str, Any], target: float) -> str:
     if metrics["mAP50"] >= target:
         return f"Meets the project's target of mAP50 ≥ {target} on held-out generated scans."
@@ -56,11 +80,11 @@ def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]],
     cfg = md.training.get("config", {})
     data = cfg.get("data", {})
     pd = metrics["pd"]
-    fars = [k for k in pd["any_threat"] if k.startswith("pd@")]
+    fars = [k for k in pd["any_threat"] if k.startswith(("pd@", "far@"))]
     rows = [[c, metrics["AP50_per_class"].get(c), pd[c]["n"], *[pd[c][f] for f in fars]] for c in md.classes]
     rows.insert(0, ["**any threat (parcel alarm)**", "", pd["any_threat"]["n"], *[pd["any_threat"][f] for f in fars]])
     last = log[-1] if log else {}
-    diff = metrics.get("by_difficulty", {})
+    by_diff = ", ".join(f"{k} {v['mAP50']} ({v['images']} scans)" for k, v in metrics.get("by_difficulty", {}).items())
     return f"""# Model card: {md.name} {md.version}
 
 `{model.name}` ({model.stat().st_size / 1e6:.1f} MB, sha256 `{hashlib.sha256(model.read_bytes()).hexdigest()[:16]}…`)
@@ -94,13 +118,13 @@ A scan is an **alarm** when any box scores at or above it.{_band_line(th)}
 {metrics['threat_scans']} with threats, {metrics['clean_scans']} clean. `make model-card` reproduces these figures.
 
 - COCO mAP@[.5:.95] **{metrics['mAP']}**, mAP50 **{metrics['mAP50']}** (pycocotools).
-- mAP50 by difficulty: {', '.join(f"{k} {v['mAP50']} ({v['images']} scans)" for k, v in diff.items())}.
+- mAP50 by difficulty: {by_diff}.{_build_line(metrics)}{_calibration_line(metrics)}
 
 Probability of detection (Pd) at fixed parcel false-alarm rates (FAR). Per class, a detection counts only if it
 overlaps a true box of that class with IoU ≥ 0.5 and its threshold is set on the clean scans' scores for that
 class; the parcel-alarm row uses the best score of each scan (see `armscan/training/metrics.py`).
 
-{_table(['class', 'AP50', 'scans with it', *[f.replace('pd@far', 'Pd @ FAR ') for f in fars]], rows)}
+{_table(['class', 'AP50', 'scans with it', *[_column(f) for f in fars]], rows)}
 
 ## Limitations
 - **Trained on synthetic scans only.** The generator (v1) models Beer–Lambert attenuation at two effective

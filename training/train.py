@@ -1,7 +1,13 @@
-"""``armscan train --config FILE``: train a detector on the CPU, with progress,
-per-epoch checkpoints, resume, a CSV log and an end-of-run evaluation on generated validation scans.
+"""``armscan train --config FILE``: train a detector with progress, per-epoch checkpoints, resume, a CSV
+log and an end-of-run evaluation on generated validation scans; on the CPU, on a GPU (with mixed
+precision), or on several processes with ``torchrun`` (DistributedDataParallel: gloo on the CPU, NCCL
+on GPUs; ``batch_size`` is per process).
 
     armscan train --config training/det_small.yaml          # resumes from OUT/last.pt if present
+    torchrun --standalone --nproc_per_node 2 -m armscan.serve.cli train --config training/det_small.yaml
+
+With ``ema`` (the default), the checkpoint's ``model_state`` holds the moving average of the weights:
+that is what is evaluated and exported. The raw weights (``train_state``) are kept for resuming.
 """
 
 from __future__ import annotations
@@ -9,13 +15,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Subset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
 from armscan.datasets.coco import read_coco
 from armscan.datasets.synth.scene import SceneConfig
@@ -23,9 +32,18 @@ from armscan.datasets.synth.writer import write_dataset
 from armscan.inference.preprocess import PreprocessSpec
 from armscan.models import get_model
 from armscan.models.detector import STRIDE
-from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, save_checkpoint
+from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint, save_checkpoint
 from armscan.training.config import VAL_SEED, TrainConfig
 from armscan.training.data import CachedSynthDetection, CocoDetection, SynthDetection, collate
+from armscan.training.distributed import (
+    DistContext,
+    any_rank,
+    barrier,
+    close_distributed,
+    init_distributed,
+    make_ema,
+    reduce_epoch,
+)
 from armscan.training.engine import evaluate, train_one_epoch
 
 
@@ -41,81 +59,136 @@ def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _loader(cfg: TrainConfig, dataset: Any, epoch: int) -> DataLoader[Any]:
-    n = cfg.iters_per_epoch * cfg.batch_size
-    if isinstance(dataset, SynthDetection):  # fresh scans every epoch, in a reproducible order
-        subset: Any = Subset(dataset, range(epoch * n, (epoch + 1) * n))
-        sampler = None
+def _epoch_seed(*key: int) -> int:
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+
+
+def _loader(cfg: TrainConfig, dataset: Any, epoch: int, rank: int = 0, world_size: int = 1) -> DataLoader[Any]:
+    """This rank's ``iters_per_epoch`` batches of epoch ``epoch``; ranks never share a scan within an epoch."""
+    n = cfg.iters_per_epoch * cfg.batch_size  # per rank
+    workers = cfg.workers
+    if isinstance(dataset, CachedSynthDetection):  # each rank holds its own share of the cache
+        seed = cfg.seed + epoch if world_size == 1 else _epoch_seed(cfg.seed, epoch, rank)
+        sampler: Any = RandomSampler(dataset, num_samples=n, generator=torch.Generator().manual_seed(seed))
+        subset: Any = dataset
+        workers = 0  # in memory: no copies
     else:
-        subset = dataset
-        sampler = RandomSampler(dataset, num_samples=n, generator=torch.Generator().manual_seed(cfg.seed + epoch))
-    workers = 0 if isinstance(dataset, CachedSynthDetection) else cfg.workers  # in-memory: no copies
-    return DataLoader(subset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, drop_last=True, persistent_workers=False)
+        if isinstance(dataset, SynthDetection):  # fresh scans every epoch, in a reproducible order
+            indices: Any = range(epoch * n * world_size, (epoch + 1) * n * world_size)
+        else:
+            gen = torch.Generator().manual_seed(cfg.seed + epoch)
+            indices = list(RandomSampler(dataset, num_samples=n * world_size, generator=gen))
+        subset = Subset(dataset, indices)
+        sampler = DistributedSampler(subset, num_replicas=world_size, rank=rank, shuffle=False)  # r, r + W, ...
+    return DataLoader(subset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+                      drop_last=True, persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def _dataset(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
+    if cfg.data.kind == "coco":
+        if cfg.data.coco_dir is None:
+            raise ValueError("data.kind is 'coco' but data.coco_dir is not set")
+        return CocoDetection(cfg.data.coco_dir, spec)
+    scene = SceneConfig(threat_prob=cfg.data.threat_prob)
+    n_scans = cfg.data.cache_size or cfg.epochs * cfg.iters_per_epoch * cfg.batch_size * ctx.world_size
+    dataset = SynthDetection(cfg.data.train_seed, n_scans, spec, cfg.data.min_side, cfg.data.max_side, scene)
+    if not cfg.data.cache_size:
+        return dataset
+    processes = max(1, (os.cpu_count() or 2) // ctx.world_size)
+    return CachedSynthDetection(dataset, cfg.data.cache_size, processes,
+                                indices=range(ctx.rank, cfg.data.cache_size, ctx.world_size), progress=ctx.is_main)
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
-    """Run (or resume) training; returns the path of the final checkpoint."""
+    """Run (or resume) training; returns the path of the final checkpoint. Under torchrun, every rank calls it."""
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, resume, ctx)
+    finally:
+        close_distributed()
+
+
+def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> Path:
     out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
-    torch.manual_seed(cfg.seed)
+    last = out / "last.pt"
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     spec = PreprocessSpec(size=cfg.input_size)
-    model = get_model(cfg.model, **cfg.model_args)
+    model = get_model(cfg.model, **cfg.model_args).to(ctx.device)
+    ema = make_ema(model, cfg.ema_decay) if cfg.ema else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
     start_epoch, elapsed, history = 0, 0.0, []
-    last = out / "last.pt"
     if resume and last.exists():
         ckpt = load_checkpoint(last)
-        model.load_state_dict(ckpt["model_state"])
+        model.load_state_dict(ckpt.get("train_state", ckpt["model_state"]))
+        if ema is not None and "ema_updates" in ckpt:
+            ema.module.load_state_dict(ckpt["model_state"])
+            ema.n_averaged.fill_(int(ckpt["ema_updates"]))
+        elif ema is not None:  # the run so far had no EMA: start one from the weights as they are
+            ema = make_ema(model, cfg.ema_decay)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, elapsed, history = ckpt["epoch"], ckpt["elapsed_s"], ckpt["history"]
-        print(f"resuming from {last} at epoch {start_epoch} ({elapsed / 60:.1f} min already spent)")
-    if cfg.data.kind == "synth":
-        scene = SceneConfig(threat_prob=cfg.data.threat_prob)
-        n_scans = cfg.data.cache_size or cfg.epochs * cfg.iters_per_epoch * cfg.batch_size
-        dataset: Any = SynthDetection(cfg.data.train_seed, n_scans, spec, cfg.data.min_side, cfg.data.max_side, scene)
-        if cfg.data.cache_size:
-            dataset = CachedSynthDetection(dataset, cfg.data.cache_size)
-    else:
-        if cfg.data.coco_dir is None:
-            raise ValueError("data.kind is 'coco' but data.coco_dir is not set")
-        dataset = CocoDetection(cfg.data.coco_dir, spec)
+        if ctx.is_main:
+            print(f"resuming from {last} at epoch {start_epoch} ({elapsed / 60:.1f} min already spent; "
+                  f"{ckpt.get('world_size', 1)} process(es) before, {ctx.world_size} now)")
+    ddp: torch.nn.Module = model
+    if ctx.world_size > 1:
+        ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    dataset = _dataset(cfg, spec, ctx)
     config, prep = cfg.model_dump(mode="json"), spec.to_dict()
     deadline = time.monotonic() + cfg.time_budget_min * 60 - elapsed
     for epoch in range(start_epoch, cfg.epochs):
+        torch.manual_seed(_epoch_seed(cfg.seed, ctx.rank, epoch))  # augmentation: reproducible, also on resume
         t0 = time.monotonic()
-        losses = train_one_epoch(model, _loader(cfg, dataset, epoch), optimizer, scheduler, STRIDE, cfg.grad_clip,
-                                 epoch, cfg.iters_per_epoch, deadline)
+        stats = train_one_epoch(ddp, _loader(cfg, dataset, epoch, ctx.rank, ctx.world_size), optimizer, scheduler,
+                                STRIDE, cfg.grad_clip, epoch, cfg.iters_per_epoch, deadline, ema=ema,
+                                device=ctx.device, amp=cfg.amp, stop=lambda flag: any_rank(ctx, flag),
+                                progress=ctx.is_main)
+        stats = reduce_epoch(ctx, stats)
         elapsed += time.monotonic() - t0
         row = {"epoch": epoch, "elapsed_min": round(elapsed / 60, 2), "lr": scheduler.get_last_lr()[0],
-               **{k: round(v, 4) for k, v in losses.items()}}
+               "world_size": ctx.world_size, **{k: round(v, 4) for k, v in stats.items()}}
         history.append(row)
-        _append_csv(out / "log.csv", row)
-        print(json.dumps(row))
-        save_checkpoint(last, model, cfg.model, cfg.model_args, config, prep,
-                        {"epoch": epoch + 1, "elapsed_s": elapsed, "history": history,
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
-        if time.monotonic() > deadline:
-            print(f"time budget of {cfg.time_budget_min} min reached after epoch {epoch}; stopping")
+        if ctx.is_main:
+            _write_log(out / "log.csv", history)
+            print(json.dumps(row))
+            state = {"epoch": epoch + 1, "elapsed_s": elapsed, "history": history, "world_size": ctx.world_size,
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            if ema is not None:
+                state |= {"train_state": model.state_dict(), "ema_updates": int(ema.n_averaged)}
+            save_checkpoint(last, ema.module if ema is not None else model, cfg.model, cfg.model_args, config, prep,
+                            state)
+        if any_rank(ctx, time.monotonic() > deadline):
+            if ctx.is_main:
+                print(f"time budget of {cfg.time_budget_min} min reached after epoch {epoch}; stopping")
             break
-    if cfg.val_images > 0:
-        val_dir = out / "val"
-        if not (val_dir / "annotations.json").exists():
-            write_dataset(val_dir, cfg.val_images, VAL_SEED, 416, 416, SceneConfig())
-        ckpt = load_checkpoint(last)
-        metrics = evaluate(model, metadata_from_checkpoint(ckpt, version="val"), read_coco(val_dir))
-        (out / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
-        print(json.dumps({"val_mAP50": metrics["mAP50"], "val_mAP": metrics["mAP"]}))
+    barrier(ctx)
+    if ctx.is_main and cfg.val_images > 0:
+        _validate(cfg, last)
     return last
 
 
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+def _validate(cfg: TrainConfig, last: Path) -> None:
+    """Evaluate the checkpointed (EMA) weights, exactly what an export would carry, on generated scans."""
+    val_dir = cfg.out_dir / "val"
+    if not (val_dir / "annotations.json").exists():
+        write_dataset(val_dir, cfg.val_images, VAL_SEED, 416, 416, SceneConfig())
+    ckpt = load_checkpoint(last)
+    metrics = evaluate(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt, version="val"), read_coco(val_dir))
+    (cfg.out_dir / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps({"val_mAP50": metrics["mAP50"], "val_mAP": metrics["mAP"]}))
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite the CSV log from the checkpoint's history (atomic; columns added later are kept)."""
+    fields = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(history)
+    tmp.replace(path)
