@@ -1,6 +1,7 @@
 """COCO annotation files with armscan's attributes: write generated scans, read any COCO folder.
 
-Our COCO files carry, per annotation, ``attributes: {"type": ..., "build": ...}`` and, per
+Our COCO files carry, per annotation, ``attributes: {"type": ..., "build": ...}`` (generated scans also
+``occlusion``, the hidden fraction of the object, and ``tilt``, its out-of-plane angle in degrees) and, per
 image, ``armscan: {seed, style, difficulty, ...}``. Reading accepts plain COCO too: category
 names are mapped to our taxonomy (``EXTERNAL_LABELS``) and missing attributes are "unknown".
 """
@@ -15,6 +16,7 @@ from typing import Any
 from armscan.datasets.taxonomy import CLASSES, UNKNOWN, map_external_label, validate_attributes
 
 ANNOTATIONS = "annotations.json"
+_EXTRA_ATTRIBUTES = ("occlusion", "tilt")  # optional per-box attributes of generated scans, kept when present
 
 
 @dataclass
@@ -24,7 +26,7 @@ class Record:
     file: Path
     width: int
     height: int
-    boxes: list[dict[str, Any]] = field(default_factory=list)  # {bbox, cls, type, build}
+    boxes: list[dict[str, Any]] = field(default_factory=list)  # {bbox, cls, type, build[, occlusion, tilt]}
     meta: dict[str, Any] = field(default_factory=dict)
     image_id: int = 0
 
@@ -46,7 +48,8 @@ def write_coco(out_dir: Path, records: list[Record], info: dict[str, Any]) -> Pa
             x, y, w, h = (round(float(v), 2) for v in b["bbox"])
             anns.append({"id": len(anns) + 1, "image_id": rec.image_id, "category_id": CLASSES.index(b["cls"]) + 1,
                          "bbox": [x, y, w, h], "area": round(w * h, 2), "iscrowd": 0,
-                         "attributes": {"type": b["type"], "build": b["build"]}})
+                         "attributes": {"type": b["type"], "build": b["build"],
+                                        **{k: b[k] for k in _EXTRA_ATTRIBUTES if k in b}}})
     path = out_dir / ANNOTATIONS
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"info": info, "images": images, "annotations": anns, "categories": categories()}))
@@ -84,7 +87,8 @@ def read_coco(folder: Path) -> list[Record]:
             cls, type_ = mapped
             records[int(a["image_id"])].boxes.append({"bbox": [float(v) for v in a["bbox"]], "cls": cls,
                                                       "type": attrs.get("type", type_),
-                                                      "build": attrs.get("build", UNKNOWN)})
+                                                      "build": attrs.get("build", UNKNOWN),
+                                                      **{k: attrs[k] for k in _EXTRA_ATTRIBUTES if k in attrs}})
     except (KeyError, TypeError, ValueError) as exc:
         raise CocoFormatError(f"{path}: not a valid COCO annotation file ({exc})") from exc
     return list(records.values())

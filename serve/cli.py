@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--threat-prob", type=float, default=0.6, help="share of scans holding a threat")
     g.add_argument("--raw", action="store_true", help="also write raw 16-bit low/high TIFF pairs under raw/")
     g.add_argument("--yolo", action="store_true", help="also write YOLO labels under labels/")
+    g.add_argument("--style", default=None,
+                   help="gallery: every scan in this scanner style (pseudo, vendor_a, vendor_b, vendor_c, grey; "
+                        "default: mixed)")
 
     t = sub.add_parser("train", help="train a detector (needs the train extra)")
     t.add_argument("--config", type=Path, help="YAML config overlaying the defaults")
@@ -169,6 +172,10 @@ def _synth(args: argparse.Namespace) -> int:
     from armscan.datasets.synth.scene import SceneConfig
     from armscan.datasets.synth.writer import write_dataset, write_gallery
 
+    from armscan.datasets.xray import STYLES
+
+    if args.style is not None and args.style not in STYLES:
+        return _fail(f"Unknown --style {args.style!r}. Valid styles: {', '.join(STYLES)}")
     cfg = SceneConfig(threat_prob=args.threat_prob)
     n = args.n if args.n is not None else (12 if args.action == "gallery" else 0)
     if n < 1 or min(args.width, args.height) < 128 or not 0.0 <= args.threat_prob <= 1.0:
@@ -176,7 +183,7 @@ def _synth(args: argparse.Namespace) -> int:
     if args.action == "gallery":
         if args.out.suffix.lower() != ".png":
             return _fail("synth gallery writes a PNG: give --out FILE.png")
-        print(f"wrote {write_gallery(args.out, n, args.seed, cfg=cfg)}")
+        print(f"wrote {write_gallery(args.out, n, args.seed, cfg=cfg, style=args.style)}")
         return 0
     path = write_dataset(args.out, n, args.seed, args.width, args.height, cfg, raw=args.raw, yolo=args.yolo)
     print(f"wrote {n} scans and {path}")

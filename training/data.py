@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -90,6 +91,7 @@ class CachedSynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
         self.spec = source.spec
         indices = indices if indices is not None else range(size)
+        cv2.setNumThreads(1)  # OpenCV's thread pool does not survive fork; the workers are the parallelism
         with get_context("fork").Pool(processes) as pool:
             items = list(tqdm(pool.imap(_cache_item, [(source, i) for i in indices], chunksize=32), total=len(indices),
                               desc="generating scans", unit="scan", mininterval=10.0, disable=not progress))

@@ -1,10 +1,15 @@
-"""Benign parcel contents and containers: clutter, hard negatives and the parcel itself."""
+"""Benign parcel contents and containers: clutter, hard negatives and the parcel itself.
+
+Hard negatives (``hard_negatives.py``) are benign items that share a threat's shape or material:
+toy guns, gun-shaped tools, springs, rods and benign 3D-printed parts.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from armscan.datasets.synth.canvas import Canvas
+from armscan.datasets.synth.hard_negatives import HARD_NEGATIVES
 from armscan.datasets.synth.threats import Item
 
 
@@ -119,10 +124,15 @@ def tool(rng: np.random.Generator, pitch: float) -> Item:
 
 
 BENIGN = (clothing, clothing, book, bottle, electronics, cable, small_metal, tool, tool)
+#: Clutter dense enough to hide a threat under (the "hidden" difficulty places threats there).
+DENSE_CLUTTER = frozenset({"laptop", "clothing", "book", "powerbank", "wrench", "pliers", "drill", "hair_dryer",
+                           "pan", "shoe", "enclosure_3d"})
 
 
 def random_benign(rng: np.random.Generator, pitch: float) -> Item:
-    """Draw one benign item."""
+    """Draw one benign item: everyday clutter, or (about one in three) a hard negative."""
+    if rng.random() < 0.35:
+        return HARD_NEGATIVES[int(rng.integers(len(HARD_NEGATIVES)))](rng, pitch)
     return BENIGN[int(rng.integers(len(BENIGN)))](rng, pitch)
 
 

@@ -16,14 +16,16 @@ from armscan.datasets.synth.scene import Scan, SceneConfig, generate
 from armscan.datasets.taxonomy import CLASSES
 
 
-def iter_scans(n: int, seed: int, width: int, height: int, cfg: SceneConfig) -> Iterator[tuple[int, Scan]]:
-    """Scans ``seed, seed + 1, ...``: scan ``k`` depends only on ``seed + k``, so sets are reproducible."""
+def iter_scans(n: int, seed: int, width: int, height: int, cfg: SceneConfig,
+               style: str | None = None) -> Iterator[tuple[int, Scan]]:
+    """Scans ``seed, seed + 1, ...``: scan ``k`` depends only on ``seed + k``, so sets are reproducible.
+    ``style`` forces one display style (default: drawn per scan from ``cfg.style_probs``)."""
     for k in range(n):
-        yield seed + k, generate(seed + k, width, height, cfg)
+        yield seed + k, generate(seed + k, width, height, cfg, style=style)
 
 
-def _write(path: Path, image: object) -> None:
-    if not cv2.imwrite(str(path), image):  # type: ignore[call-overload]
+def _write(path: Path, image: object, params: tuple[int, ...] = ()) -> None:
+    if not cv2.imwrite(str(path), image, list(params)):  # type: ignore[call-overload]
         raise OSError(f"could not write {path}")
 
 
@@ -55,28 +57,29 @@ def write_dataset(out: Path, n: int, seed: int, width: int = 512, height: int = 
         if yolo:
             (out / "labels" / f"scan_{s:08d}.txt").write_text(_yolo_lines(scan.boxes, width, height))
         records.append(Record(name, width, height, scan.boxes, scan.meta, image_id=s))
-    info = {"description": "armscan synthetic dual-energy X-ray scans (generator v1)", "seed": seed, "n": n,
+    info = {"description": "armscan synthetic dual-energy X-ray scans (generator v2)", "seed": seed, "n": n,
             "width": width, "height": height, "threat_prob": cfg.threat_prob}
     return write_coco(out, records, info)
 
 
 def write_gallery(path: Path, n: int = 12, seed: int = 0, tile: int = 320, cols: int = 4,
-                  cfg: SceneConfig | None = None) -> Path:
-    """A contact sheet of ``n`` scans with their threat boxes, captioned with style and difficulty."""
+                  cfg: SceneConfig | None = None, style: str | None = None) -> Path:
+    """A contact sheet of ``n`` scans with their threat boxes (class/build, occlusion), captioned with style and
+    difficulty; ``style`` shows every scan in one scanner style (see :data:`STYLES`)."""
     cfg = cfg or SceneConfig()
     tiles = []
-    for s, scan in iter_scans(n, seed, tile, tile, cfg):
+    for s, scan in iter_scans(n, seed, tile, tile, cfg, style):
         img = scan.image.copy()
         for b in scan.boxes:
             x, y, w, h = (round(v) for v in b["bbox"])
             cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 230), 1)
-            cv2.putText(img, f"{b['cls']}/{b['build']}", (x, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                        (0, 0, 230), 1, cv2.LINE_AA)
+            cv2.putText(img, f"{b['cls']}/{b['build']} occ {b['occlusion']:.2f}", (x, max(10, y - 3)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 230), 1, cv2.LINE_AA)
         caption = f"seed {s}  {scan.meta['style']}  {scan.meta['difficulty']}"
         cv2.putText(img, caption, (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
         tiles.append(cv2.copyMakeBorder(img, 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(90, 90, 90)))
     blank = np.full_like(tiles[0], 255)
     rows = [np.hstack(tiles[i:i + cols] + [blank] * (cols - len(tiles[i:i + cols]))) for i in range(0, len(tiles), cols)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, np.vstack(rows))
+    _write(path, np.vstack(rows), (cv2.IMWRITE_PNG_COMPRESSION, 9))
     return path
