@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from armscan.inference.decode import OUTPUT_NAMES, Decoded, decode
+from armscan.inference.decode import OUTPUT_NAMES, Decoded, apply_temperature, decode
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata
 from armscan.inference.preprocess import PreprocessSpec, preprocess
 from armscan.inference.result import Decision, Detection, Level, ScanResult
@@ -99,7 +99,15 @@ class Detector:
         any box reaches its uncertain threshold (models exported with an abstention band), else ``clear``.
         """
         t0 = time.perf_counter()
-        det = self.raw(image)
+        th = self.metadata.thresholds
+        # Boxes under the lowest listed threshold are dropped below anyway; decoding them only costs NMS time
+        # (a lower box never suppresses a higher one, so the boxes kept are the same).
+        floor = None
+        if not include_below_alarm:  # the thresholds are on temperature-scaled scores; decode filters raw ones
+            lowest = min({**th.alarm, **(th.uncertain or {})}.values())
+            raw_floor = float(apply_temperature(np.array([lowest], np.float32), 1.0 / th.temperature)[0])
+            floor = max(raw_floor * 0.999, th.min_score)  # a hair under, against float rounding
+        det = self.raw(image, min_score=floor)
         h, w = image.shape[:2]
         if original_size is not None and original_size != (w, h):
             sx, sy = original_size[0] / w, original_size[1] / h

@@ -66,10 +66,10 @@ def letterbox(image: NDArray[np.uint8], spec: PreprocessSpec) -> tuple[NDArray[n
     scale = spec.size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    canvas = np.full((spec.size, spec.size, 3), spec.pad_value, np.uint8)
-    canvas[:nh, :nw] = resized
-    return canvas, Letterbox(scale=scale, width=w, height=h)
+    resized = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=interp)
+    pad = (spec.pad_value,) * 3
+    canvas = cv2.copyMakeBorder(resized, 0, spec.size - nh, 0, spec.size - nw, cv2.BORDER_CONSTANT, value=pad)
+    return np.asarray(canvas, np.uint8), Letterbox(scale=scale, width=w, height=h)
 
 
 def normalise(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.float32]:

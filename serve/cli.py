@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, required=True, help="output folder; rerun the same command to resume")
     b.add_argument("--model", default=str(DEFAULT_MODEL), help="exported ONNX model (default: the bundled one)")
     b.add_argument("--workers", type=int, default=None,
-                   help="parallel screening workers, each with its own model session (default: 1; ray: free CPUs / threads)")
+                   help="parallel screening workers, each with its own model session (default: one per core; "
+                        "ray: free CPUs / threads)")
     b.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads per worker (default: cores / workers; ray: 1)")
     b.add_argument("--decode-threads", type=int, default=1, help="extra threads decoding images ahead of inference")
@@ -59,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--rules", type=Path, help="YAML or JSON rules file (default: built-in pistol and long-gun kits)")
 
     g = sub.add_parser("synth", help="generate synthetic dual-energy X-ray scans with COCO annotations")
-    g.add_argument("action", nargs="?", choices=["gallery"], help="'gallery': write a contact-sheet PNG to --out")
-    g.add_argument("--n", type=int, default=None, help="number of scans (gallery: 12)")
+    g.add_argument("action", nargs="?", choices=["gallery", "project"],
+                   help="'gallery': write a contact-sheet PNG to --out; 'project': insert threats into --backgrounds")
+    g.add_argument("--n", type=int, default=None, help="number of scans (gallery: 12; project: per background, 1)")
     g.add_argument("--seed", type=int, default=0, help="first seed; scan k uses seed + k")
     g.add_argument("--out", type=Path, required=True, help="output folder (images/ and annotations.json)")
     g.add_argument("--width", type=int, default=512)
@@ -68,9 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--threat-prob", type=float, default=0.6, help="share of scans holding a threat")
     g.add_argument("--raw", action="store_true", help="also write raw 16-bit low/high TIFF pairs under raw/")
     g.add_argument("--yolo", action="store_true", help="also write YOLO labels under labels/")
+    g.add_argument("--backgrounds", nargs="+", type=Path, default=None, metavar="PATH",
+                   help="project: your bag scans, files or folders (raw NAME_low/NAME_high.tiff pairs or images)")
+    g.add_argument("--max-threats", type=int, default=2, help="project: 1 to this many threats per image")
     g.add_argument("--style", default=None,
                    help="gallery: every scan in this scanner style (pseudo, vendor_a, vendor_b, vendor_c, grey; "
-                        "default: mixed)")
+                        "default: mixed); project: how raw pairs are shown (default: pseudo)")
 
     t = sub.add_parser("train", help="train a detector (needs the train extra)")
     t.add_argument("--config", type=Path, help="YAML config overlaying the defaults")
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             from armscan.serve.batch import run_batch
 
             return run_batch(list(args.inputs), args.out, Path(args.model), args.threads, args.decode_threads,
-                             progress=not args.no_progress, workers=args.workers or 1)
+                             progress=not args.no_progress, workers=args.workers or os.cpu_count() or 1)
         if args.command == "synth":
             return _synth(args)
         if args.command == "kits":
@@ -171,15 +176,23 @@ def _kits(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from armscan.datasets.synth.scene import SceneConfig
     from armscan.datasets.synth.writer import write_dataset, write_gallery
-
     from armscan.datasets.xray import STYLES
 
     if args.style is not None and args.style not in STYLES:
         return _fail(f"Unknown --style {args.style!r}. Valid styles: {', '.join(STYLES)}")
     cfg = SceneConfig(threat_prob=args.threat_prob)
-    n = args.n if args.n is not None else (12 if args.action == "gallery" else 0)
+    n = args.n if args.n is not None else {"gallery": 12, "project": 1}.get(args.action, 0)
     if n < 1 or min(args.width, args.height) < 128 or not 0.0 <= args.threat_prob <= 1.0:
         return _fail("--n must be >= 1, --width/--height >= 128 and --threat-prob within [0, 1]")
+    if args.action == "project":
+        from armscan.datasets.synth.projection import ProjectionConfig, write_projected
+
+        if not args.backgrounds or args.max_threats < 1:
+            return _fail("synth project needs --backgrounds PATH... and --max-threats >= 1")
+        path = write_projected(list(args.backgrounds), args.out, n, args.seed, args.style or "pseudo",
+                               ProjectionConfig(max_threats=args.max_threats), raw=args.raw)
+        print(f"wrote {path}")
+        return 0
     if args.action == "gallery":
         if args.out.suffix.lower() != ".png":
             return _fail("synth gallery writes a PNG: give --out FILE.png")

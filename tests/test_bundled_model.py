@@ -23,10 +23,23 @@ def test_bundled_model_is_small_and_describes_itself():
 def test_bundled_model_flags_sample_threats_and_clears_clean_samples():
     det = Detector.from_onnx(DEFAULT_MODEL)
     records = read_coco(ROOT / "datasets" / "samples")
-    decisions = {r.file.name: det.detect(read_image(r.file)).decision for r in records}
+    results = {r.file.name: det.detect(read_image(r.file)) for r in records}
+    decisions = {k: r.decision for k, r in results.items()}
     threats = [r.file.name for r in records if r.boxes]
     clean = [r.file.name for r in records if not r.boxes]
     assert len(threats) == 5 and len(clean) == 3
-    assert all(decisions[f] == "clear" for f in clean)
-    # At its 1% false-alarm threshold the v1 model finds 4 of the 5 (it misses the barrel hidden in clutter).
-    assert sum(decisions[f] == "alarm" for f in threats) >= 4, json.dumps(decisions)
+    assert all(decisions[f] == "clear" for f in clean), json.dumps(decisions)
+    # Every threat sample is flagged with a box: an alarm (1% false-alarm threshold) or, between the uncertain
+    # and alarm thresholds (5% of clean scans), uncertain, for the officer to look at.
+    assert all(decisions[f] != "clear" and results[f].detections for f in threats), json.dumps(decisions)
+    assert sum(decisions[f] == "alarm" for f in threats) >= 2, json.dumps(decisions)
+
+
+def test_screening_decodes_only_above_the_lowest_threshold_without_changing_the_answer():
+    det = Detector.from_onnx(DEFAULT_MODEL)
+    for r in read_coco(ROOT / "datasets" / "samples"):
+        image = read_image(r.file)
+        listed = det.detect(image).detections
+        everything = det.detect(image, include_below_alarm=True).detections
+        assert [(d.cls, d.box, d.score) for d in listed] == [
+            (d.cls, d.box, d.score) for d in everything if d.level != "below"], r.file.name

@@ -15,7 +15,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Response, Uploa
 from fastapi.concurrency import run_in_threadpool
 from numpy.typing import NDArray
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from armscan.datasets.readers import ImageReadError, decode_image, probe_image
 from armscan.datasets.taxonomy import CLASSES
@@ -162,7 +162,8 @@ def list_scans(principal: PrincipalDep, db: SessionDep,
     if until:
         q = q.where(Scan.created_at < until)
     total = int(db.scalar(select(func.count()).select_from(q.subquery())) or 0)
-    rows = db.scalars(q.order_by(Scan.created_at.desc(), Scan.id).limit(limit).offset(offset)).all()
+    page = q.order_by(Scan.created_at.desc(), Scan.id).limit(limit).offset(offset)
+    rows = db.scalars(page.options(selectinload(Scan.user), selectinload(Scan.feedback))).all()
     items = [ScanSummary(id=s.id, created_at=s.created_at, officer=s.user.username, filename=s.filename,
                          decision=s.decision, n_detections=s.n_detections,
                          classes=[c for c in s.classes.split(",") if c], has_feedback=bool(s.feedback),
