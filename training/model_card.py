@@ -56,6 +56,21 @@ def _build_line(metrics: dict[str, Any]) -> str:
     return f"\n- AP50 by build (other builds ignored): {ap}{pd}."
 
 
+def _slices_table(metrics: dict[str, Any], fars: list[str]) -> str:
+    """Parcel Pd (any threat) and mAP50 by difficulty and by build: the slices the generator labels."""
+    rows = []
+    for label, group in (("difficulty", metrics.get("by_difficulty", {})), ("build", metrics.get("by_build", {}))):
+        for name, v in group.items():
+            pd = v.get("pd", {}).get("any_threat")
+            if pd:
+                n = v.get("threat_scans", pd.get("n"))
+                rows.append([f"{label}: {name}", v["mAP50"], n, *[pd.get(f) for f in fars]])
+    if not rows:
+        return ""
+    return ("\n\nBy slice (thresholds set on all clean scans; only the threats are restricted to the slice):\n\n"
+            + _table(["slice", "mAP50", "threat scans", *[_column(f) for f in fars]], rows))
+
+
 def _calibration_line(metrics: dict[str, Any]) -> str:
     cal = metrics.get("calibration")
     if not cal:
@@ -118,7 +133,7 @@ A scan is an **alarm** when any box scores at or above it.{_band_line(th)}
 {metrics['threat_scans']} with threats, {metrics['clean_scans']} clean. `make model-card` reproduces these figures.
 
 - COCO mAP@[.5:.95] **{metrics['mAP']}**, mAP50 **{metrics['mAP50']}** (pycocotools).
-- mAP50 by difficulty: {by_diff}.{_build_line(metrics)}{_calibration_line(metrics)}
+- mAP50 by difficulty: {by_diff}.{_build_line(metrics)}{_calibration_line(metrics)}{_slices_table(metrics, fars)}
 
 Probability of detection (Pd) at fixed parcel false-alarm rates (FAR). Per class, a detection counts only if it
 overlaps a true box of that class with IoU ≥ 0.5 and its threshold is set on the clean scans' scores for that
