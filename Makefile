@@ -10,7 +10,7 @@ SERVICE_DATA ?= runs/service
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test train train-ddp lint model-card bench bench-service clean
+.PHONY: run serve test train train-ddp train-photo photo-card lint model-card bench bench-photo bench-service clean
 
 # A runtime-only environment (no torch), created only if no environment exists yet.
 $(BIN)/armscan:
@@ -63,9 +63,26 @@ model-card: $(VENV)/.train-dev
 	$(BIN)/python training/model_card.py --model $(MODEL) --metrics runs/test_metrics.json --log runs/train/log.csv \
 		--out models/bundled/MODEL_CARD.md
 
+## Train the bundled seizure-photo model from renders (under 50 min on 2 cores), export it and write its card.
+PHOTO_MODEL := models/bundled/armscan-photo.onnx
+train-photo: $(VENV)/.train-dev
+	$(BIN)/armscan train --config training/photo_small.yaml
+	$(MAKE) photo-card
+
+## Export the photo checkpoint (temperature and bands on 600 validation renders) and measure it on 500 held-out renders.
+photo-card: $(VENV)/.train-dev
+	$(BIN)/armscan export --checkpoint runs/photo/last.pt --out $(PHOTO_MODEL) --version 0.1.0
+	$(BIN)/armscan photos synth --n 500 --seed $(TEST_SEED) --out runs/photos-test
+	$(BIN)/armscan eval --model $(PHOTO_MODEL) --data runs/photos-test --out runs/photo_metrics.json \
+		--card models/bundled/PHOTO_MODEL_CARD.md
+
 ## Latency of the bundled model (onnxruntime, batch 1, 2 threads) and end-to-end scan rate.
 bench: $(VENV)/.runtime
 	$(BIN)/python bench/latency.py --model $(MODEL)
+
+## Seizure photos: our photo model next to Basegun's classifier (needs the bench extra and basegun-ml; see the script).
+bench-photo: $(VENV)/.runtime
+	$(BIN)/python bench/photo_latency.py --threads 2
 
 ## The service under load: 5,000 uploads of 1024x768 JPEGs on loopback; scans/s, p50/p99 latency, memory.
 bench-service: $(VENV)/.train-dev

@@ -8,6 +8,7 @@ names are mapped to our taxonomy (``EXTERNAL_LABELS``) and missing attributes ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,3 +93,15 @@ def read_coco(folder: Path) -> list[Record]:
     except (KeyError, TypeError, ValueError) as exc:
         raise CocoFormatError(f"{path}: not a valid COCO annotation file ({exc})") from exc
     return list(records.values())
+
+
+def dataset_hash(folder: Path) -> str:
+    """Content hash of a COCO folder: its annotations and the names and sizes of its images."""
+    h = hashlib.sha256()
+    ann = folder / "annotations.json"
+    if ann.is_file():
+        h.update(ann.read_bytes())
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p != ann:
+            h.update(f"{p.relative_to(folder)}:{p.stat().st_size}".encode())
+    return h.hexdigest()[:16]

@@ -12,6 +12,12 @@ Formats (``FORMATS``):
 - ``feedback``: the JSON lines of the service's ``GET /v1/feedback/export``: confirmed detections
   (with any corrected class) and missed boxes become boxes, rejected ones are dropped.
 
+With ``photos`` (``armscan data import imagefolder DIR --photos``), the images are seizure photos: each
+label maps to one photo class (a firearm family, ``part_only`` or ``no_firearm``; see
+``taxonomy.PHOTO_CLASSES``), directly by name or through the mapping file (``label: {photo: revolver,
+build: metal}``), and each image's metadata gets ``kind: photo``, ``label`` and ``build``: what
+``armscan train`` (task photo) and ``armscan eval`` of a photo model read.
+
 Labels map through a small YAML (or JSON) file the user can edit: ``label: class``, ``label:
 {class: firearm, type: pistol, build: printed}``, or ``label: null`` for a benign label. Labels not in
 the file fall back to the taxonomy's map of common names (gun, pistol, bullet, ...); any other label
@@ -37,7 +43,7 @@ import yaml
 
 from armscan.datasets.coco import Record, write_coco
 from armscan.datasets.readers import IMAGE_SUFFIXES, ImageReadError, probe_image
-from armscan.datasets.taxonomy import BUILDS, CLASSES, UNKNOWN, map_external_label, validate_attributes
+from armscan.datasets.taxonomy import BUILDS, CLASSES, PHOTO_CLASSES, UNKNOWN, map_external_label, validate_attributes
 
 FORMATS = ("coco", "pidray", "voc", "yolo", "gdxray", "imagefolder", "feedback")
 _BENIGN = object()
@@ -73,7 +79,13 @@ class Mapping:
             entry.setdefault("type", UNKNOWN)
             entry.setdefault("build", UNKNOWN)
             try:
-                validate_attributes(str(entry["class"]), str(entry["type"]), str(entry["build"]))
+                if "photo" in entry:  # a seizure-photo label
+                    if entry["photo"] not in PHOTO_CLASSES:
+                        raise ValueError(f"unknown photo class {entry['photo']!r}; valid: {', '.join(PHOTO_CLASSES)}")
+                    if entry["build"] not in (*BUILDS, UNKNOWN):
+                        raise ValueError(f"unknown build {entry['build']!r}; valid: {', '.join(BUILDS)}, unknown")
+                else:
+                    validate_attributes(str(entry["class"]), str(entry["type"]), str(entry["build"]))
             except (ValueError, KeyError) as exc:
                 raise DatasetImportError(f"{path}: label {label!r}: {exc}") from exc
             table[_key(str(label))] = {k: str(v) for k, v in entry.items()}
@@ -88,6 +100,15 @@ class Mapping:
             return {"class": label, "type": UNKNOWN, "build": UNKNOWN}
         mapped = map_external_label(label)
         return None if mapped is None else {"class": mapped[0], "type": mapped[1], "build": UNKNOWN}
+
+
+def photo_label(mapping: Mapping, label: str) -> tuple[str, str] | None:
+    """The photo class and build of an image-level ``label``: from the mapping file, or the label itself."""
+    k = _key(label)
+    entry = mapping.table.get(k)
+    if entry is not None and "photo" in entry:
+        return entry["photo"], entry.get("build", UNKNOWN)
+    return (k, UNKNOWN) if k in PHOTO_CLASSES else None
 
 
 def _key(label: str) -> str:
@@ -214,6 +235,8 @@ def _feedback(src: Path) -> Iterator[Source]:
     for line in src.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
+            if row.get("kind", "xray") != "xray":
+                continue  # seizure-photo feedback (family, not boxes) is not X-ray training data
             latest[row["scan"]["id"]] = row  # rows come in feedback order: the last word wins
     for row in latest.values():
         path = row["scan"].get("image_path")
@@ -252,10 +275,13 @@ def _place(path: Path, images: Path, data: bytes, link: bool) -> tuple[Path, str
 
 
 def import_dataset(fmt: str, src: Path, out: Path, mapping: Mapping, link: bool = False,
-                   strict: bool = False) -> ImportReport:
+                   strict: bool = False, photos: bool = False) -> ImportReport:
     """Import ``src`` (in format ``fmt``) into the COCO folder ``out``; see the module docstring."""
     if fmt not in _READERS:
         raise DatasetImportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
+    if photos and fmt != "imagefolder":
+        raise DatasetImportError("--photos imports an ImageFolder (ROOT/<label>/*.jpg) of seizure photos; "
+                                 f"not {fmt!r}")
     if not src.exists():
         raise DatasetImportError(f"{src} does not exist")
     images = out / "images"
@@ -273,6 +299,18 @@ def import_dataset(fmt: str, src: Path, out: Path, mapping: Mapping, link: bool 
             info = probe_image(data, str(s.path))
         except (OSError, ImageReadError) as exc:
             report.skipped_images.append(f"{s.path}: {getattr(exc, 'reason', exc)}")
+            continue
+        if photos:
+            found = photo_label(mapping, s.labels[0][0]) if s.labels else None
+            if found is None:
+                report.unknown_labels[s.labels[0][0] if s.labels else "<none>"] += 1
+                continue
+            dest, digest = _place(s.path, images, data, link)
+            records.append(Record(dest.relative_to(out), info.width, info.height, [],
+                                  {"kind": "photo", "label": found[0], "build": found[1], "reference": "none",
+                                   "source": str(s.path), "sha256": digest, "group": s.group, "format": fmt},
+                                  image_id=len(records) + 1))
+            report.images += 1
             continue
         boxes, image_labels = [], []
         for label, bbox, attrs in s.labels:

@@ -10,6 +10,11 @@ part is the typical postal-trafficking pattern (UN SG report A/79/77, 2024), so 
 separate classes rather than one "gun" class as in SIXray/PIDray. ``trigger_group`` and
 ``bolt`` are kept apart because a bolt alone completes a receiver, while trigger groups
 appear in legitimate spare-part shipments more often; analysts asked to see them apart.
+
+There is no spring class: ``trigger_group`` covers the fire-control group and also loose fire-control
+springs and pins (recoil, firing-pin and hammer springs, trigger and hammer pins, a firing pin), e.g. a
+small bag of them shipped on their own or with a disassembled gun. Springs in benign items (pegs, clamps,
+pens, tools) are not firearm parts and carry no box.
 """
 
 from __future__ import annotations
@@ -94,6 +99,69 @@ EXTERNAL_TYPES: Final[dict[str, str]] = {
     "smg": "smg",
     "submachine_gun": "smg",
 }
+
+
+#: Seizure photos (``armscan scan --kind photo``): one answer per photo. The firearm families follow
+#: mechanism, because the legal category depends on it (Basegun, the French interior ministry's app,
+#: uses 12 mechanism families); two more answers cover photos of a loose part and photos with no firearm.
+PHOTO_FAMILIES: Final[tuple[str, ...]] = (
+    "semi_auto_pistol",
+    "revolver",
+    "bolt_action",
+    "lever_action",
+    "pump_action",
+    "break_action",  # break-action and other single-shots
+    "semi_auto_rifle_sporting",
+    "semi_auto_rifle_military",
+    "submachine_gun",
+    "old_mechanism",  # muzzle-loaders, flintlock and percussion arms
+)
+PART_ONLY: Final[str] = "part_only"
+NO_FIREARM: Final[str] = "no_firearm"
+#: The photo classifier's classes, in the order of its class channel.
+PHOTO_CLASSES: Final[tuple[str, ...]] = (*PHOTO_FAMILIES, PART_ONLY, NO_FIREARM)
+#: Reference objects of known size that a length can be measured against.
+REFERENCES: Final[tuple[str, ...]] = ("card", "ruler")
+#: ISO/IEC 7810 ID-1 (bank, identity and driving-licence cards): 85.60 x 53.98 mm.
+ID1_CARD_MM: Final[tuple[float, float]] = (85.60, 53.98)
+
+#: Photo family -> the X-ray firearm ``type`` (``unknown`` where X-ray cannot tell the mechanism apart).
+PHOTO_TO_XRAY_TYPE: Final[dict[str, str]] = {
+    "semi_auto_pistol": "pistol",
+    "revolver": "revolver",
+    "bolt_action": "rifle",
+    "lever_action": "rifle",
+    "pump_action": "shotgun",
+    "break_action": "shotgun",
+    "semi_auto_rifle_sporting": "rifle",
+    "semi_auto_rifle_military": "rifle",
+    "submachine_gun": "smg",
+    "old_mechanism": UNKNOWN,
+}
+
+
+def photo_to_xray(label: str) -> tuple[str, str] | None:
+    """Map a photo answer to the X-ray taxonomy: ``(class, type)``, or None for ``no_firearm``.
+
+    A loose part maps to ``("frame_receiver", "unknown")`` only as the most common part; a photo of a
+    part does not say which part it is, so importers should ask the user's mapping file when they can.
+    """
+    if label == NO_FIREARM:
+        return None
+    if label == PART_ONLY:
+        return "frame_receiver", UNKNOWN
+    if label not in PHOTO_TO_XRAY_TYPE:
+        raise TaxonomyError(f"Unknown photo class {label!r}. Valid: {', '.join(PHOTO_CLASSES)}")
+    return "firearm", PHOTO_TO_XRAY_TYPE[label]
+
+
+def xray_type_to_photo(type_: str) -> tuple[str, ...]:
+    """The photo families that an X-ray firearm ``type`` can be (all families for ``unknown``)."""
+    if type_ == UNKNOWN:
+        return PHOTO_FAMILIES
+    if type_ not in FIREARM_TYPES:
+        raise TaxonomyError(f"Unknown firearm type {type_!r}. Valid: {', '.join(FIREARM_TYPES)}, unknown")
+    return tuple(f for f, t in PHOTO_TO_XRAY_TYPE.items() if t == type_)
 
 
 class TaxonomyError(ValueError):

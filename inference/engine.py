@@ -8,9 +8,11 @@ models are evaluated by the same code.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +38,36 @@ def derive_flags(rules: dict[str, dict[str, list[str]]], detections: list[Detect
     return flags
 
 
+def open_session(path: str | Path, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """An onnxruntime CPU session for an exported armscan model, and its metadata as a dict.
+
+    ``threads`` sets onnxruntime's intra-op threads (default: its own).
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several private types
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+    meta_json = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if meta_json is None:
+        raise ModelLoadError(f"{path}: no '{METADATA_KEY}' metadata; export it with 'armscan export'")
+    try:
+        meta = json.loads(meta_json)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: invalid armscan metadata ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"{path}: invalid armscan metadata (not a JSON object)")
+    return session, meta
+
+
 class Detector:
     """Screens images with one model. Thread-safe for concurrent ``detect`` calls on onnxruntime."""
 
@@ -47,24 +79,11 @@ class Detector:
     @classmethod
     def from_onnx(cls, path: str | Path, threads: int | None = None) -> Detector:
         """Load an exported model; ``threads`` sets onnxruntime's intra-op threads (default: its own)."""
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise ModelLoadError(f"model file not found: {path}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        session, meta = open_session(path, threads)
+        if meta.get("task", "detect") != "detect":
+            raise ModelLoadError(f"{path}: a {meta['task']} model, not an X-ray detector (for photos: --kind photo)")
         try:
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several private types
-            raise ModelLoadError(f"{path}: onnxruntime cannot load it ({exc})") from exc
-        meta_json = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if meta_json is None:
-            raise ModelLoadError(f"{path}: no '{METADATA_KEY}' metadata; export it with 'armscan export'")
-        try:
-            metadata = ModelMetadata.from_json(meta_json)
+            metadata = ModelMetadata.model_validate(meta)
         except ValueError as exc:
             raise ModelLoadError(f"{path}: invalid armscan metadata ({exc})") from exc
         names = [o.name for o in session.get_outputs()]

@@ -1,14 +1,18 @@
-"""Draw a screening result on the scan: boxes, labels and the decision banner."""
+"""Draw a screening result on the scan (boxes, labels and the decision banner), or a photo's answer."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from armscan.inference.result import ScanResult
+
+if TYPE_CHECKING:
+    from armscan.inference.photo import PhotoResult
 
 _ALARM = (0, 0, 230)  # BGR red
 _UNCERTAIN = (0, 165, 255)  # amber: in the abstention band
@@ -43,10 +47,37 @@ def render_overlay(image: NDArray[np.uint8], result: ScanResult) -> NDArray[np.u
     return np.vstack([bar, out])
 
 
-def write_overlay(path: str | Path, image: NDArray[np.uint8], result: ScanResult) -> None:
-    """Write the overlay as PNG (atomically)."""
+def render_photo_overlay(image: NDArray[np.uint8], result: PhotoResult) -> NDArray[np.uint8]:
+    """A copy of a seizure photo with the reference card outlined and a banner: answer, band, build, lengths."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    sx, sy = w / max(result.width, 1), h / max(result.height, 1)
+    if result.card_corners:
+        pts = np.array([[x * sx, y * sy] for x, y in result.card_corners], np.int32)
+        cv2.polylines(out, [pts], True, (255, 160, 0), max(1, round(max(h, w) / 400)), cv2.LINE_AA)
+    banner = max(18, round(h / 20))
+    colour = _UNCERTAIN if result.band == "uncertain" else _ALARM if result.answer != "no_firearm" else _CLEAR
+    lines = [f"{result.answer.upper()} ({result.label} {result.probability:.2f}, {result.band})"
+             + (f"  build {result.build} {result.build_probability:.2f}" if result.build else "")]
+    if result.overall_length:
+        lines.append(f"length {result.overall_length.mm:.0f} +/- {result.overall_length.plus_minus_mm:.0f} mm"
+                     + (f", barrel {result.barrel_length.mm:.0f} +/- {result.barrel_length.plus_minus_mm:.0f} mm"
+                        if result.barrel_length else "") + f" (against the {result.reference})")
+    elif result.length_note:
+        lines.append(result.length_note)
+    bars = []
+    for text in lines:
+        bar = np.full((banner, w, 3), colour, np.uint8)
+        cv2.putText(bar, text, (6, banner - 6), cv2.FONT_HERSHEY_SIMPLEX, banner / 45, (255, 255, 255), 1, cv2.LINE_AA)
+        bars.append(bar)
+    return np.vstack([*bars, out])
+
+
+def write_overlay(path: str | Path, image: NDArray[np.uint8], result: ScanResult | PhotoResult) -> None:
+    """Write the overlay (of a scan or of a photo) as PNG (atomically)."""
     path = Path(path)
-    ok, buf = cv2.imencode(".png", render_overlay(image, result))
+    drawn = render_overlay(image, result) if isinstance(result, ScanResult) else render_photo_overlay(image, result)
+    ok, buf = cv2.imencode(".png", drawn)
     if not ok:
         raise OSError(f"could not encode overlay for {path}")
     tmp = path.with_name(path.name + ".tmp")

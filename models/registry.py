@@ -40,4 +40,4 @@ def get_model(name: str, **kwargs: Any) -> Any:
 
 def _load_builtin() -> None:
     # Model files import torch, so they are imported on first use, never with the runtime.
-    from armscan.models import detector  # noqa: F401
+    from armscan.models import detector, photo  # noqa: F401

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from armscan.serve.scan import DEFAULT_MODEL, scan_command
 
@@ -27,9 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="armscan", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("scan", help="screen X-ray scans (files or folders)")
+    s = sub.add_parser("scan", help="screen X-ray scans, or classify seizure photos (--kind photo)")
     s.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    s.add_argument("--model", default=str(DEFAULT_MODEL), help="exported ONNX model (default: the bundled one)")
+    s.add_argument("--kind", choices=["xray", "photo"], default="xray",
+                   help="xray: parcel and baggage scans (detector); photo: photos of seized weapons (family, build, "
+                        "length against an ID-1 card or a ruler)")
+    s.add_argument("--model", default=None, help="exported ONNX model (default: the bundled one for --kind)")
+    s.add_argument("--rotations", action="store_true",
+                   help="photo: also classify the photo turned by 90, 180 and 270 degrees and average (4x the time)")
     s.add_argument("--json", action="store_true", help="print one JSON object per scan instead of a table")
     s.add_argument("--jsonl", type=Path, help="also append one JSON object per scan to this file")
     s.add_argument("--overlay", type=Path, help="write PNG overlays with boxes into this folder")
@@ -81,12 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", type=Path, help="YAML config overlaying the defaults")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override top-level config keys")
     t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
+    t.add_argument("--init-from", type=Path, metavar="MODEL",
+                   help="fine-tune: start from this checkpoint (.pt), or the checkpoint kept beside this .onnx; "
+                        "without --config the fine-tuning recipe training/finetune.yaml is used")
+    t.add_argument("--data", type=Path, nargs="+", metavar="FOLDER",
+                   help="COCO folders to train on (e.g. from 'armscan data import'); with --init-from, mixed with "
+                        "synthetic replay")
+    t.add_argument("--replay", type=float, default=None,
+                   help="share of synthetic replay scans in each epoch when training on --data (default: the recipe's)")
 
     e = sub.add_parser("eval", help="COCO mAP and Pd at fixed false-alarm rates (needs the train extra)")
     e.add_argument("--model", required=True, help="exported .onnx or a training checkpoint")
     e.add_argument("--data", type=Path, required=True, help="COCO folder, e.g. written by 'armscan synth'")
     e.add_argument("--out", type=Path, help="also write the JSON here (then only a summary is printed)")
     e.add_argument("--report", type=Path, help="also write PR and Pd/FAR curves (PNG) and report.md here")
+    e.add_argument("--card", type=Path, help="photo models: also write the model card (Markdown) here")
 
     x = sub.add_parser("export", help="export a checkpoint to ONNX with metadata (needs the train extra)")
     x.add_argument("--checkpoint", type=Path, required=True)
@@ -96,12 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the threshold")
     x.add_argument("--uncertain-far", type=float, default=0.05,
                    help="share of clean scans allowed to be uncertain or alarm (sets the abstention band; 0: none)")
-    from armscan.serve import data_commands, gate
+    from armscan.serve import data_commands, gate, photo_commands
     from armscan.serve.service import commands
 
     commands.add_parsers(sub)
     data_commands.add_parsers(sub)
     gate.add_parsers(sub)
+    photo_commands.add_parsers(sub)
     return p
 
 
@@ -115,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "scan":
-            return scan_command(list(args.paths), Path(args.model), bool(args.json), args.jsonl, args.overlay,
-                                bool(args.all), args.threads)
+            return scan_command(list(args.paths), Path(args.model) if args.model else None, bool(args.json), args.jsonl,
+                                args.overlay, bool(args.all), args.threads, kind=args.kind, rotations=args.rotations)
         if args.command == "batch":
             if (args.workers is not None and args.workers < 1) or args.decode_threads < 0 or (
                     args.threads is not None and args.threads < 1):
@@ -144,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             from armscan.serve import data_commands
 
             return data_commands.run(args)
+        if args.command == "photos":
+            from armscan.serve import photo_commands
+
+            return photo_commands.run(args)
         if args.command in ("serve", "users", "audit", "db"):
             from armscan.serve.service.commands import run
 
@@ -205,6 +225,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _train_commands(args: argparse.Namespace) -> int:
     if args.command == "train":
+        import armscan.training as training_pkg
         from armscan.training.config import TrainConfig
         from armscan.training.train import train
 
@@ -215,30 +236,96 @@ def _train_commands(args: argparse.Namespace) -> int:
                 overrides[key] = json.loads(value)
             except json.JSONDecodeError:
                 overrides[key] = value
-        cfg = TrainConfig.load(args.config, overrides)
-        ckpt = train(cfg, resume=not args.no_resume)
+        data: dict[str, Any] = {}
+        if args.data:
+            data |= {"kind": "coco", "coco_dir": None, "coco_dirs": [str(d) for d in args.data]}
+            missing = [str(d) for d in args.data if not (d / "annotations.json").is_file()]
+            if missing:
+                return _fail(f"--data needs COCO folders with an annotations.json; not one: {', '.join(missing)}")
+        if args.replay is not None:
+            data["replay"] = args.replay
+        if data:
+            overrides["data"] = {**overrides.get("data", {}), **data}
+        config = args.config
+        try:
+            if args.init_from is not None:
+                overrides["init_from"] = str(_resolve_model(args.init_from))
+                if config is None:
+                    config = Path(training_pkg.__file__).parent / "finetune.yaml"
+            cfg = TrainConfig.load(config, overrides)
+            ckpt = train(cfg, resume=not args.no_resume)
+        except (FileNotFoundError, ValueError) as exc:
+            return _fail(str(exc))
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
             print(f"checkpoint: {ckpt}")
         return 0
     if args.command == "eval":
         from armscan.training.evaluate import evaluate
 
-        metrics = evaluate(args.model, args.data, report_dir=args.report)
+        if _is_photo_model(args.model):
+            from armscan.datasets.photo import read_photo_dataset
+            from armscan.training.photo_eval import evaluate_photo, load_photo_classifier
+
+            metrics = evaluate_photo(load_photo_classifier(args.model), read_photo_dataset(args.data))
+            if args.card:
+                from armscan.training.photo_eval import photo_card
+
+                args.card.write_text(photo_card(Path(args.model), metrics))
+        else:
+            metrics = evaluate(args.model, args.data, report_dir=args.report)
         text = json.dumps(metrics, indent=2)
         if args.out:
             args.out.write_text(text)
-            print(json.dumps({k: metrics[k] for k in ("images", "mAP", "mAP50", "AP50_per_class") if k in metrics}))
+            keys = ("images", "mAP", "mAP50", "AP50_per_class", "photos", "top1", "ece", "rotation_agreement")
+            print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
         else:
             print(text)
         return 0
+    from armscan.training.checkpoint import load_checkpoint
     from armscan.training.export import export
 
+    if not args.checkpoint.is_file():
+        return _fail(f"checkpoint not found: {args.checkpoint}")
+    if load_checkpoint(args.checkpoint).get("task") == "photo":
+        from armscan.training.photo_eval import export_photo
+
+        pmd = export_photo(args.checkpoint, args.out, args.version, calib=args.calib)
+        print(f"exported {args.out} (temperature {pmd.temperature}, bands: confident >= {pmd.bands.confident}, "
+              f"probable >= {pmd.bands.probable})")
+        return 0
     md = export(args.checkpoint, args.out, args.version, args.calib, args.target_far,
                 uncertain_far=args.uncertain_far or None)
     band = md.thresholds.uncertain
     print(f"exported {args.out} (alarm threshold {md.thresholds.alarm[md.classes[0]]:.4f}"
           + (f", uncertain from {band[md.classes[0]]:.4f})" if band else ")"))
     return 0
+
+
+def _resolve_model(ref: Path) -> Path:
+    """A model file, or a registry key (``name@version``, a unique name, or ``champion``) in ARMSCAN_MODELS_DIR."""
+    if ref.exists():
+        return ref
+    from armscan.serve.registry import Registry, RegistryError
+    from armscan.serve.service.settings import get_settings
+
+    reg = Registry(get_settings().models_dir)
+    if not reg.path.is_file():
+        raise FileNotFoundError(f"{ref}: no such model file, and {reg.dir} is not a registry to look the key up in")
+    entry = reg.champion() if str(ref) == "champion" else reg.get(str(ref))
+    if entry is None:
+        raise RegistryError("the registry has no champion")
+    return reg.verify(entry)
+
+
+def _is_photo_model(model: str) -> bool:
+    """Whether ``model`` (an .onnx or a checkpoint) is a seizure-photo model."""
+    from armscan.inference.engine import open_session
+
+    if str(model).endswith(".onnx"):
+        return open_session(model)[1].get("task") == "photo"
+    from armscan.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(model).get("task") == "photo"
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     i.add_argument("--mapping", type=Path, help="YAML 'label: class' file (default: the built-in common names)")
     i.add_argument("--link", action="store_true", help="hard-link images instead of copying them")
     i.add_argument("--strict", action="store_true", help="refuse labels that the mapping does not know")
+    i.add_argument("--photos", action="store_true",
+                   help="imagefolder of seizure photos: folder names (or the mapping's 'photo:') are photo classes")
     c = da.add_parser("check", help="validate COCO folders; several folders are checked for leakage as splits")
     c.add_argument("folders", nargs="+", type=Path)
     c.add_argument("--card", type=Path, help="also write a Markdown dataset card here")
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "import":
-            imp = import_dataset(args.format, args.source, args.out, Mapping.load(args.mapping), args.link, args.strict)
+            imp = import_dataset(args.format, args.source, args.out, Mapping.load(args.mapping), args.link, args.strict,
+                                 photos=args.photos)
             print(f"imported {imp.images} images with {imp.boxes} boxes into {args.out}")
             for what, counts in (("unknown labels (skipped; map them with --mapping)", imp.unknown_labels),
                                  ("benign labels", imp.benign_labels)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import statistics
 import sys
 import time
@@ -45,6 +46,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
             p.add_argument("--champion", help="compare against this key (default: the current champion)")
             p.add_argument("--suite", type=Path, action="append", default=[], help="COCO folder; repeat for several")
             p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="largest Pd drop allowed per class")
+            p.add_argument("--z", type=float, default=1.645,
+                           help="a drop must exceed the tolerance by this many standard errors to fail (0: raw Pd)")
             p.add_argument("--json", type=Path, help="also write the comparison here")
         if name == "promote":
             p.add_argument("--force", action="store_true", help="promote despite a failed gate (needs --reason)")
@@ -71,8 +74,14 @@ def _pd_key(metrics: dict[str, Any], far: float) -> str:
     return min(keys, key=lambda k: abs(float(k[6:]) - far)) if keys else f"pd@far{far:g}"
 
 
-def compare(challenger: Path, champion: Path, suites: list[Path], tolerance: float) -> dict[str, Any]:
-    """Both models on every suite: per-class AP50 and Pd deltas, latency, and the gate's verdict."""
+def compare(challenger: Path, champion: Path, suites: list[Path], tolerance: float, z: float = 1.645) -> dict[str, Any]:
+    """Both models on every suite: per-class AP50 and Pd deltas, latency, and the gate's verdict.
+
+    A class fails the gate when its Pd drops by more than ``tolerance`` beyond its sampling error: the drop
+    minus ``z`` standard errors (of the difference of two proportions over the class's ``n`` positives)
+    must exceed the tolerance. On a suite with 12 positives of a class, two missed scans are noise; on
+    one with 500, they are not. ``z=0`` compares the raw Pd.
+    """
     from armscan.datasets.coco import read_coco
     from armscan.inference.engine import Detector
     from armscan.training.evaluate import evaluate_records
@@ -81,7 +90,7 @@ def compare(challenger: Path, champion: Path, suites: list[Path], tolerance: flo
         raise ValueError("give at least one --suite (a COCO folder) to compare on")
     det = {"champion": Detector.from_onnx(champion), "challenger": Detector.from_onnx(challenger)}
     far = det["champion"].metadata.thresholds.target_far or 0.01
-    out: dict[str, Any] = {"far": far, "tolerance": tolerance, "suites": {}, "failures": []}
+    out: dict[str, Any] = {"far": far, "tolerance": tolerance, "z": z, "suites": {}, "failures": []}
     for suite in suites:
         records = read_coco(suite)
         m = {k: evaluate_records(d, records, progress=False) for k, d in det.items()}
@@ -94,10 +103,14 @@ def compare(challenger: Path, champion: Path, suites: list[Path], tolerance: flo
             pa, pb = a.get(key, 0.0), b.get(key, 0.0)
             ap_a = m["champion"]["AP50_per_class"].get(cls)
             ap_b = m["challenger"]["AP50_per_class"].get(cls)
+            n = max(int(b.get("n", a.get("n")) or 0), 1)
+            margin = z * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n)
             rows[cls] = {"n": b.get("n", a.get("n")), "pd_champion": pa, "pd_challenger": pb,
-                         "pd_delta": round(pb - pa, 4), "ap50_champion": ap_a, "ap50_challenger": ap_b}
-            if pb < pa - tolerance:
-                out["failures"].append(f"{suite.name}: {cls} Pd at FAR {far:g} drops {pa:.3f} -> {pb:.3f}")
+                         "pd_delta": round(pb - pa, 4), "noise": round(margin, 4), "ap50_champion": ap_a,
+                         "ap50_challenger": ap_b}
+            if pa - pb - margin > tolerance:
+                out["failures"].append(f"{suite.name}: {cls} Pd at FAR {far:g} drops {pa:.3f} -> {pb:.3f} "
+                                       f"(n={n}; more than the tolerance {tolerance:g} plus {margin:.3f} of noise)")
         files = [r.file for r in records]
         out["suites"][suite.name] = {
             "images": len(records), "pd_key": key, "classes": rows,
@@ -113,10 +126,10 @@ def _print(c: dict[str, Any], challenger: str, champion: str) -> None:
     for name, s in c["suites"].items():
         print(f"\n{name} ({s['images']} scans): mAP50 {s['mAP50']['champion']} -> {s['mAP50']['challenger']}, "
               f"latency {s['latency_ms']['champion']} -> {s['latency_ms']['challenger']} ms")
-        print(f"{'class':<18}{'n':>5} {'Pd champion':>12} {'Pd challenger':>14} {'delta':>7} {'AP50':>13}")
+        print(f"{'class':<18}{'n':>5} {'Pd champion':>12} {'Pd challenger':>14} {'delta':>7} {'noise':>6} {'AP50':>13}")
         for cls, r in s["classes"].items():
             print(f"{cls:<18}{r['n']:>5} {r['pd_champion']:>12.3f} {r['pd_challenger']:>14.3f} {r['pd_delta']:>+7.3f} "
-                  f"{r['ap50_champion'] or 0:>6.3f}->{r['ap50_challenger'] or 0:.3f}")
+                  f"{r.get('noise', 0):>6.3f} {r['ap50_champion'] or 0:>6.3f}->{r['ap50_challenger'] or 0:.3f}")
     print("\nGATE " + ("PASSED" if c["passed"] else "FAILED:\n  " + "\n  ".join(c["failures"])))
 
 
@@ -166,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"promoted {challenger.key} (first champion)")
                 return 0
             raise RegistryError("no champion to compare with; give --champion KEY")
-        c = compare(reg.verify(challenger), reg.verify(champion), list(args.suite), args.tolerance)
+        c = compare(reg.verify(challenger), reg.verify(champion), list(args.suite), args.tolerance, args.z)
         _print(c, challenger.key, champion.key)
         if args.json:
             args.json.write_text(json.dumps(c, indent=1))

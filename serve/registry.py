@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from armscan.datasets.coco import dataset_hash
+
 REGISTRY = "registry.json"
 Status = Literal["candidate", "champion", "retired"]
 
@@ -62,18 +64,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def dataset_hash(folder: Path) -> str:
-    """Content hash of a COCO folder: its annotations and the names and sizes of its images."""
-    h = hashlib.sha256()
-    ann = folder / "annotations.json"
-    if ann.is_file():
-        h.update(ann.read_bytes())
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and p != ann:
-            h.update(f"{p.relative_to(folder)}:{p.stat().st_size}".encode())
-    return h.hexdigest()[:16]
 
 
 def _now() -> str:
@@ -150,12 +140,15 @@ class Registry:
                 raise RegistryError(f"parent {parent!r} is not in the registry")
             if (self.dir / fname).resolve() != model.resolve():
                 shutil.copyfile(model, self.dir / fname)
+                if model.with_suffix(".pt").is_file():  # its weights, for fine-tuning from the registered model
+                    shutil.copyfile(model.with_suffix(".pt"), (self.dir / fname).with_suffix(".pt"))
             card_name = None
             if card is not None:
                 card_name = f"{md.name}-{md.version}.md"
                 shutil.copyfile(card, self.dir / card_name)
             entry = Entry(key=key, name=md.name, version=md.version, file=fname, sha256=digest, card=card_name,
-                          parent=parent, datasets={d.name: dataset_hash(d) for d in datasets or []},
+                          parent=parent, datasets={d.name: dataset_hash(d) for d in datasets or []}
+                          or {Path(k).name: v for k, v in (md.training.get("lineage") or {}).get("datasets", {}).items()},
                           config=config or md.training.get("config", {}), created_at=_now(),
                           history=[{"at": _now(), "by": by, "event": "registered", "reason": ""}])
             reg.models.append(entry)

@@ -13,10 +13,12 @@ from pathlib import Path
 from armscan.datasets.readers import ImageReadError, find_images, read_image
 from armscan.inference.engine import Detector, ModelLoadError
 from armscan.inference.overlay import write_overlay
+from armscan.inference.photo import PhotoClassifier, PhotoResult
 from armscan.inference.result import ScanResult
 
 # Beside the package in a source checkout (<repo>/models/bundled) and when installed (armscan/models/bundled).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "bundled" / "armscan-det.onnx"
+DEFAULT_PHOTO_MODEL = DEFAULT_MODEL.with_name("armscan-photo.onnx")
 
 
 def _row(r: ScanResult) -> str:
@@ -25,11 +27,22 @@ def _row(r: ScanResult) -> str:
     return f"{Path(r.source).name[:32]:<32} {r.decision.upper():<9} {r.latency_ms:7.1f}  {flags:<36} {items or '-'}"
 
 
-def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | None, overlay: Path | None,
-                 include_all: bool, threads: int | None) -> int:
-    """Screen every image under ``paths``; see the module docstring for the exit codes."""
+def _photo_row(r: PhotoResult) -> str:
+    length = (f"{r.overall_length.mm:.0f}±{r.overall_length.plus_minus_mm:.0f}" if r.overall_length else "-")
+    barrel = f"{r.barrel_length.mm:.0f}±{r.barrel_length.plus_minus_mm:.0f}" if r.barrel_length else "-"
+    return (f"{Path(r.source).name[:32]:<32} {r.answer:<26} {r.probability:5.2f} {r.band:<10} {r.build or '-':<8} "
+            f"{length:>10} {barrel:>10} {r.reference or '-':<6} {r.latency_ms:7.1f}")
+
+
+def scan_command(paths: list[str], model: Path | None, as_json: bool, jsonl: Path | None, overlay: Path | None,
+                 include_all: bool, threads: int | None, kind: str = "xray", rotations: bool = False) -> int:
+    """Screen every image under ``paths`` (``kind`` xray: X-ray scans; photo: seizure photos); see the module
+    docstring for the exit codes."""
     try:
-        detector = Detector.from_onnx(model, threads=threads)
+        if kind == "photo":
+            detector: Detector | PhotoClassifier = PhotoClassifier.from_onnx(model or DEFAULT_PHOTO_MODEL, threads)
+        else:
+            detector = Detector.from_onnx(model or DEFAULT_MODEL, threads=threads)
     except ModelLoadError as exc:
         print(f"armscan: error: {exc}", file=sys.stderr)
         return 2
@@ -42,7 +55,9 @@ def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | Non
     sink = jsonl.open("a") if jsonl else None
     failed = alarms = uncertain = 0
     if not as_json:
-        print(f"{'scan':<32} {'result':<9} {'ms':>7}  {'flags':<36} detections (class/type[build] score)")
+        print(f"{'photo':<32} {'answer':<26} {'p':>5} {'band':<10} {'build':<8} {'length mm':>10} {'barrel mm':>10} "
+              f"{'ref':<6} {'ms':>7}" if kind == "photo" else
+              f"{'scan':<32} {'result':<9} {'ms':>7}  {'flags':<36} detections (class/type[build] score)")
     try:
         for f in files:
             try:
@@ -53,10 +68,17 @@ def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | Non
                 if sink:
                     sink.write(json.dumps({"source": str(f), "error": exc.reason}) + "\n")
                 continue
-            result = detector.detect(image, source=str(f), include_below_alarm=include_all)
-            alarms += result.decision == "alarm"
-            uncertain += result.decision == "uncertain"
-            print(result.model_dump_json() if as_json else _row(result))
+            result: ScanResult | PhotoResult
+            if isinstance(detector, PhotoClassifier):
+                result = detector.classify(image, source=str(f), rotations=rotations)
+                alarms += result.answer not in ("no_firearm", "uncertain")
+                uncertain += result.answer == "uncertain"
+                print(result.model_dump_json() if as_json else _photo_row(result))
+            else:
+                result = detector.detect(image, source=str(f), include_below_alarm=include_all)
+                alarms += result.decision == "alarm"
+                uncertain += result.decision == "uncertain"
+                print(result.model_dump_json() if as_json else _row(result))
             if sink:
                 sink.write(result.model_dump_json() + "\n")
                 sink.flush()
@@ -66,6 +88,7 @@ def scan_command(paths: list[str], model: Path, as_json: bool, jsonl: Path | Non
         if sink:
             sink.close()
     if not as_json:
-        print(f"{len(files) - failed} screened, {alarms} alarm(s), {uncertain} uncertain, {failed} unreadable; model "
-              f"{detector.metadata.name} {detector.metadata.version}")
+        what = "weapon(s) or part(s)" if kind == "photo" else "alarm(s)"
+        print(f"{len(files) - failed} {'classified' if kind == 'photo' else 'screened'}, {alarms} {what}, {uncertain} "
+              f"uncertain, {failed} unreadable; model {detector.metadata.name} {detector.metadata.version}")
     return 1 if failed else 0

@@ -74,6 +74,14 @@ class Service:
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
+    def upload_photo(self, who: str, data: bytes, name: str = "photo.jpg") -> dict:  # type: ignore[type-arg]
+        """Send a seizure photo (kind=photo); asserts 201."""
+        r = self.client.post(
+            "/v1/scans", files={"file": (name, data, "image/jpeg")}, data={"kind": "photo"}, headers=self.as_(who)
+        )
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
 
 def start_service(db_kind: str, tmp: Path, **overrides: object) -> Iterator[Service]:
     """Migrate a fresh database, add an admin, start the app (lifespan included)."""

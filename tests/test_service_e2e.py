@@ -3,7 +3,9 @@
 Starts the service on a free loopback port with a fresh data folder and database, creates an admin
 and an officer with the CLI, then, in the browser: signs in, screens a bundled threat scan, checks the
 banner and the boxes, confirms a detection, draws a missed item, sends feedback, and finds the scan
-with its feedback in the history.
+with its feedback in the history. A second service, with the tiny photo model of conftest.py beside
+the bundled detector, takes a seizure photo: the answer, band, guesses, build and length note, a
+corrected family, and the photo in the history (skipped without torch, which builds that model).
 
 Needs Debian's Chromium at /usr/bin/chromium and the ``playwright`` package (no ``playwright install``).
 Without them the test is skipped, unless ARMSCAN_REQUIRE_E2E=1 (as in CI), where that is a failure.
@@ -98,8 +100,23 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a fresh ``armscan serve`` with an admin and the officer; stopped afterwards."""
-    data = tmp_path_factory.mktemp("service")
+    yield from _serve(tmp_path_factory.mktemp("service"))
+
+
+@pytest.fixture(scope="module")
+def photo_service(tmp_path_factory: pytest.TempPathFactory, tiny_photo_onnx: Path) -> Iterator[str]:
+    """Like ``service``, with the tiny photo model beside the bundled detector."""
+    models = tmp_path_factory.mktemp("models")
+    for src, name in ((REPO / "models" / "bundled" / "armscan-det.onnx", "armscan-det.onnx"),
+                      (tiny_photo_onnx, "armscan-photo.onnx")):
+        (models / name).symlink_to(src)
+    yield from _serve(tmp_path_factory.mktemp("photo-service"), models)
+
+
+def _serve(data: Path, models: Path | None = None) -> Iterator[str]:
     env = {**os.environ, "ARMSCAN_DATA_DIR": str(data), "ARMSCAN_DATABASE_URL": f"sqlite:///{data}/armscan.db"}
+    if models is not None:
+        env["ARMSCAN_MODELS_DIR"] = str(models)
     cli = [sys.executable, "-m", "armscan.serve.cli"]
     accounts = ((["users", "create-admin", "--username", "admin"], ADMIN_PASSWORD),
                 (["users", "create", "--username", OFFICER, "--role", "officer"], OFFICER_PASSWORD))
@@ -216,5 +233,78 @@ def test_officer_screens_and_gives_feedback(browser: Any, service: str) -> None:
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     try:
         officer_flow(context.new_page(), service, OFFICER, OFFICER_PASSWORD, _threat_sample(), shots)
+    finally:
+        context.close()
+
+
+def photo_flow(page: Any, base: str, username: str, password: str, photo: Path) -> None:
+    """Sign in, send `photo` as a seizure photo, read its result, correct the family, find it in the history."""
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not m.text.startswith("Failed to load") else None)
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    page.goto(f"{base}/")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#user-name")).to_have_text(username)
+
+    # Choose "Seizure photo" and send one.
+    expect(page.locator("#kind-xray")).to_be_checked()
+    expect(page.locator("#kind-photo")).to_be_enabled()
+    page.check("#kind-photo")
+    expect(page.locator("#drop-title")).to_have_text("Drop seizure photos here")
+    page.set_input_files("#file-input", str(photo))
+    item = page.locator(f'#queue li[data-file="{photo.name}"]')
+    expect(item).to_have_attribute("data-status", re.compile("done|failed"), timeout=30_000)
+    assert item.get_attribute("data-status") == "done", f"upload failed: {item.inner_text()}"
+    assert item.get_attribute("data-kind") == "photo"
+    expect(item).to_contain_text("Classified:")
+    item.get_by_role("link", name="Open result").click()
+
+    # The answer: the tiny model abstains, so the page must say that an officer or expert identifies it.
+    banner = page.locator("#banner")
+    expect(banner).to_have_attribute("data-kind", "photo")
+    expect(banner).to_have_attribute("data-band", "uncertain")
+    expect(banner.locator("h1")).to_contain_text("NOT IDENTIFIED")
+    expect(banner).to_contain_text("expert must identify it")
+    expect(page.locator("#top-guesses li")).to_have_count(3)
+    expect(page.locator("#photo-build")).to_be_visible()
+    expect(page.locator("#length-note, #overall-length").first).to_be_visible()
+    page.wait_for_function("() => { const i = document.querySelector('.scan-img'); return i?.complete && i.naturalWidth > 0; }")
+    scan_id = page.url.rsplit("/", 1)[-1]
+
+    # Identify it: a printed revolver.
+    expect(page.locator("#confirm-answer")).to_have_count(0)  # nothing to confirm when the model abstains
+    expect(page.locator("#correct-family option")).not_to_have_count(1)
+    page.select_option("#correct-family", "revolver")
+    page.select_option("#correct-build", "printed")
+    page.click("#send-feedback")
+    expect(page.locator("#feedback-status")).to_contain_text("feedback was saved")
+    expect(page.locator("#stored-feedback")).to_contain_text("Corrected to: revolver (printed)")
+
+    # History, photos only.
+    page.goto(f"{base}/#/history?kind=photo")
+    row = page.locator(f'#history-table tr[data-id="{scan_id}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".kind")).to_have_text("Photo")
+    expect(row.locator(".fb")).to_contain_text("Yes")
+    expect(page.locator("#f-kind")).to_have_value("photo")
+    assert not errors, f"errors on the page: {errors}"
+
+
+def test_officer_classifies_a_seizure_photo(browser: Any, photo_service: str, tmp_path: Path) -> None:
+    import cv2
+
+    from armscan.datasets.photo import render_photo
+
+    photo = tmp_path / "seizure-e2e.jpg"
+    cv2.imwrite(str(photo), render_photo(1).image)
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        photo_flow(context.new_page(), photo_service, OFFICER, OFFICER_PASSWORD, photo)
     finally:
         context.close()

@@ -15,17 +15,26 @@ TEST_SEED = 200_000_000
 
 
 class DataConfig(BaseModel):
-    """Where training images come from: generated (on the fly, or once into memory), or a COCO folder."""
+    """Where training images come from: generated (on the fly, or once into memory), or COCO folders.
+
+    With ``kind: coco`` and ``replay > 0`` (fine-tuning), that share of every epoch's samples are
+    generated scans (``cache_size`` of them, held in memory), so that the classes the real folders
+    lack are not forgotten. Images with only image-level labels (``armscan data import imagefolder``)
+    train through a weak, multiple-instance loss on the class map (``training.loss``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["synth", "coco"] = "synth"
+    kind: Literal["synth", "coco", "photo"] = "synth"  # photo: procedural seizure photos (task: photo)
     coco_dir: Path | None = None
+    coco_dirs: list[Path] = Field(default_factory=list)  # more COCO folders (kind: coco), e.g. new seizures
+    replay: float = Field(0.0, ge=0.0, lt=1.0)  # share of synthetic replay when training on COCO folders
     train_seed: int = 0
     min_side: int = 256  # generated scans have random sides in [min_side, max_side]
     max_side: int = 480
     threat_prob: float = 0.7
     cache_size: int = 0  # > 0: generate this many scans once and train on them with dihedral augmentation
+    photo: dict[str, Any] = Field(default_factory=dict)  # kind photo: PhotoConfig overrides (unknown keys: error)
 
 
 class TrainConfig(BaseModel):
@@ -33,7 +42,11 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    task: Literal["detect", "photo"] = "detect"  # photo: the seizure-photo classifier (training.photo)
     model: str = "armscan_det_small"
+    # Fine-tuning: start from this checkpoint's weights (model, model_args and input size come from it).
+    # An exported .onnx names its checkpoint by the sibling file with the same stem and the suffix .pt.
+    init_from: Path | None = None
     model_args: dict[str, Any] = Field(default_factory=dict)
     input_size: int = 320
     data: DataConfig = Field(default_factory=DataConfig)
@@ -46,11 +59,15 @@ class TrainConfig(BaseModel):
     grad_clip: float = 10.0
     workers: int = 1
     seed: int = 0  # model initialisation; data order and augmentation are seeded per (seed, rank, epoch)
+    freeze_bn: bool = False  # keep batch-norm statistics fixed (fine-tuning)
     ema: bool = True  # evaluate, checkpoint and export an exponential moving average of the weights
     ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when torch sees a GPU
     amp: bool = True  # mixed precision (torch.autocast), only ever on CUDA
     time_budget_min: float = 58.0  # stop early (after a checkpoint) rather than overrun
+    # "wall": the budget is wall-clock minutes; "cpu": CPU minutes of this process (all its threads), which
+    # stays fair when other jobs share the machine (the architecture comparison uses it).
+    budget_clock: Literal["wall", "cpu"] = "wall"
     out_dir: Path = Path("runs/train")
     val_images: int = 300  # generated at VAL_SEED for the end-of-training evaluation
 
@@ -63,8 +80,13 @@ class TrainConfig(BaseModel):
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: a config file must be a YAML mapping")
             data.update(loaded)
-        data.update(overrides or {})
+        for key, value in (overrides or {}).items():  # nested mappings (data: {...}) merge key by key
+            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
         return cls.model_validate(data)
+
+    def coco_folders(self) -> list[Path]:
+        """The COCO folders to train on (``data.coco_dir`` then ``data.coco_dirs``)."""
+        return ([self.data.coco_dir] if self.data.coco_dir else []) + list(self.data.coco_dirs)
 
     def save(self, path: Path) -> None:
         """Write the resolved config as YAML."""

@@ -18,8 +18,12 @@ from armscan.inference.preprocess import Letterbox, PreprocessSpec, letterbox, n
 from armscan.training.loss import IGNORE
 
 
-def encode_target(boxes: list[dict[str, Any]], lb: Letterbox) -> dict[str, torch.Tensor]:
-    """Annotation dicts (COCO xywh in original pixels) -> tensors in model-input pixels (xyxy)."""
+def encode_target(boxes: list[dict[str, Any]], lb: Letterbox, image_labels: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Annotation dicts (COCO xywh in original pixels) -> tensors in model-input pixels (xyxy).
+
+    ``weak`` (C,) is -1 everywhere for box-labelled images. An image with image-level labels and no
+    boxes gets 1 for its labelled classes and 0 for the others: the weak loss trains on it.
+    """
     xyxy = np.array([[b["bbox"][0], b["bbox"][1], b["bbox"][0] + b["bbox"][2], b["bbox"][1] + b["bbox"][3]]
                      for b in boxes], np.float32).reshape(-1, 4) * lb.scale
     keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
@@ -31,7 +35,17 @@ def encode_target(boxes: list[dict[str, Any]], lb: Letterbox) -> dict[str, torch
                                dtype=torch.long),
         "types": torch.tensor([FIREARM_TYPES.index(b["type"]) if b["type"] in FIREARM_TYPES else IGNORE
                                for b in boxes], dtype=torch.long),
+        "weak": _weak(image_labels if not boxes else None),
     }
+
+
+def _weak(image_labels: list[str] | None) -> torch.Tensor:
+    if not image_labels:
+        return torch.full((len(CLASSES),), float(IGNORE))
+    unknown = set(image_labels) - set(CLASSES)
+    if unknown:
+        raise ValueError(f"image-level labels {sorted(unknown)} are not classes; valid: {', '.join(CLASSES)}")
+    return torch.tensor([1.0 if c in image_labels else 0.0 for c in CLASSES])
 
 
 class SynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
@@ -54,19 +68,68 @@ class SynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
 
 
 class CocoDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
-    """A COCO folder (``armscan synth`` output or any COCO set mapped to our taxonomy)."""
+    """COCO folders (``armscan synth`` or ``armscan data import`` output), with dihedral augmentation when
+    ``augment``. Image-level labels (``image_labels`` in an image's armscan metadata) feed the weak loss."""
 
-    def __init__(self, folder: Any, spec: PreprocessSpec) -> None:
-        self.records = read_coco(folder)
-        self.spec = spec
+    def __init__(self, folders: Any, spec: PreprocessSpec, augment: bool = False) -> None:
+        folders = folders if isinstance(folders, list | tuple) else [folders]
+        self.records = [r for f in folders for r in read_coco(f)]
+        if not self.records:
+            raise ValueError(f"no images in {', '.join(map(str, folders))}")
+        self.spec, self.augment = spec, _dihedral() if augment else None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rec = self.records[i]
-        x, lb = preprocess(read_image(rec.file), self.spec)
-        return torch.from_numpy(x), encode_target(rec.boxes, lb)
+        canvas, lb = letterbox(read_image(rec.file), self.spec)
+        target = encode_target(rec.boxes, lb, rec.meta.get("image_labels"))
+        if self.augment is None:
+            return torch.from_numpy(normalise(canvas, self.spec)), target
+        return _augmented(canvas, target, self.spec, self.augment)
+
+
+class MixedDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
+    """Real images (``real``) and synthetic replay (``replay``) in one index space: real first."""
+
+    def __init__(self, real: Dataset[Any], replay: Dataset[Any], replay_share: float) -> None:
+        self.real, self.replay, self.replay_share = real, replay, replay_share
+        self.n_real = len(real)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.n_real + len(self.replay)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        item: tuple[torch.Tensor, dict[str, torch.Tensor]] = self.real[i] if i < self.n_real else self.replay[i - self.n_real]
+        return item
+
+    def draw(self, n: int, generator: torch.Generator) -> list[int]:
+        """``n`` indices: each a replay scan with probability ``replay_share``, else a real image."""
+        is_replay = torch.rand(n, generator=generator) < self.replay_share
+        real = torch.randint(0, self.n_real, (n,), generator=generator)
+        synth = torch.randint(0, len(self) - self.n_real, (n,), generator=generator) + self.n_real
+        return torch.where(is_replay, synth, real).tolist()
+
+
+def _dihedral() -> Any:
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                       v2.RandomApply([v2.RandomRotation((90.0, 90.0))], p=0.5)])
+
+
+def _augmented(canvas: np.ndarray, target: dict[str, torch.Tensor], spec: PreprocessSpec,
+               augment: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Box-aware flips and 90-degree turns (``torchvision.transforms.v2``) of a letterboxed uint8 canvas."""
+    from torchvision import tv_tensors
+
+    s = spec.size
+    img = tv_tensors.Image(torch.from_numpy(canvas).permute(2, 0, 1))
+    boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(s, s))
+    img, boxes = augment(img, boxes)
+    x = normalise(np.ascontiguousarray(img.permute(1, 2, 0).numpy()), spec)
+    return torch.from_numpy(x), {**target, "boxes": boxes.as_subclass(torch.Tensor).float()}
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -97,24 +160,13 @@ class CachedSynthDetection(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]
                               desc="generating scans", unit="scan", mininterval=10.0, disable=not progress))
         self.canvases = np.stack([c for c, _ in items])  # (N, S, S, 3) uint8
         self.targets = [{k: torch.from_numpy(v) for k, v in t.items()} for _, t in items]
-        from torchvision.transforms import v2
-
-        self.augment = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
-                                   v2.RandomApply([v2.RandomRotation((90.0, 90.0))], p=0.5)])
+        self.augment = _dihedral()
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from torchvision import tv_tensors
-
-        s = self.spec.size
-        img = tv_tensors.Image(torch.from_numpy(self.canvases[i]).permute(2, 0, 1))
-        t = self.targets[i]
-        boxes = tv_tensors.BoundingBoxes(t["boxes"], format="XYXY", canvas_size=(s, s))
-        img, boxes = self.augment(img, boxes)
-        x = normalise(np.ascontiguousarray(img.permute(1, 2, 0).numpy()), self.spec)
-        return torch.from_numpy(x), {**t, "boxes": boxes.as_subclass(torch.Tensor).float()}
+        return _augmented(self.canvases[i], self.targets[i], self.spec, self.augment)
 
 
 def _cache_item(args: tuple[SynthDetection, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

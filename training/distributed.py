@@ -80,18 +80,19 @@ def reduce_epoch(ctx: DistContext, stats: dict[str, float]) -> dict[str, float]:
     return {k: float(v) if k == "images" else float(v) / ctx.world_size for k, v in zip(keys, t.tolist(), strict=True)}
 
 
-def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+def make_ema(model: torch.nn.Module, decay: float, warmup: bool = True) -> AveragedModel:
     """An exponential moving average of ``model``'s weights and BatchNorm statistics.
 
-    The effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the average
-    follows the fast-moving early weights instead of remembering the random initialisation.
+    With ``warmup``, the effective decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so
+    the average follows the fast-moving early weights instead of remembering the random
+    initialisation. Fine-tuning turns it off: there the starting weights are worth remembering.
     """
     if not 0.0 < decay < 1.0:
         raise ValueError(f"Invalid ema_decay {decay}. It must lie strictly between 0 and 1.")
 
     @torch.no_grad()
     def update(ema: _Tensors, current: _Tensors, n: torch.Tensor | int) -> None:
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n))) if warmup else decay
         if ema[0].is_floating_point():
             torch._foreach_lerp_(ema, current, 1.0 - d)
         else:  # BatchNorm's num_batches_tracked: a counter, not an average

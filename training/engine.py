@@ -27,19 +27,27 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: to
                     scheduler: torch.optim.lr_scheduler.LRScheduler, stride: int, grad_clip: float, epoch: int,
                     total: int, deadline: float | None = None, *, ema: AveragedModel | None = None,
                     device: torch.device | None = None, amp: bool = False,
-                    stop: Callable[[bool], bool] = bool, progress: bool = True) -> dict[str, float]:
+                    stop: Callable[[bool], bool] = bool, progress: bool = True,
+                    clock: Callable[[], float] = time.monotonic, freeze_bn: bool = False) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss term, ``iters`` and ``images``.
 
     ``model`` may be wrapped in DistributedDataParallel (which averages the gradients across ranks);
     ``ema`` is then updated from the wrapped module after every step. ``amp`` runs the forward pass
     under ``torch.autocast`` (CUDA only; the loss is computed in float32). Past ``deadline`` the
-    epoch ends early; ``stop`` turns this rank's wish to stop into the decision of all ranks.
+    epoch ends early (``deadline`` is read on ``clock``: wall time, or the process's CPU time);
+    ``stop`` turns this rank's wish to stop into the decision of all ranks. ``freeze_bn`` keeps every
+    batch-norm layer in eval mode (its running statistics fixed): fine-tuning on a new image domain then
+    cannot shift the statistics the old domain relies on.
     """
     device = device or torch.device("cpu")
     amp = amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype is torch.float16)
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     sums: dict[str, float] = {}
     n = images_seen = 0
     bar = tqdm(loader, total=total, desc=f"epoch {epoch}", unit="it", mininterval=5.0, disable=not progress)
@@ -67,7 +75,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: to
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        if stop(deadline is not None and time.monotonic() > deadline):
+        if stop(deadline is not None and clock() > deadline):
             break
     return {k: v / max(n, 1) for k, v in sums.items()} | {"iters": float(n), "images": float(images_seen)}
 

@@ -6,6 +6,9 @@ of its scores (``armscan.training.calibration``), and then chooses one alarm thr
 parcel false-alarm rate.
 
     armscan export --checkpoint runs/train/last.pt --out models/bundled/armscan-det.onnx --calib DIR
+
+The checkpoint's weights (without the optimizer state) are written beside the ONNX with the suffix
+``.pt``: ``armscan train --init-from MODEL.onnx`` fine-tunes from it. The runtime never reads it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ from armscan.datasets.coco import read_coco
 from armscan.inference.decode import OUTPUT_NAMES
 from armscan.inference.engine import Detector
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata, Thresholds
+from armscan.inference.photo import PhotoMetadata
 from armscan.training.calibration import fit_on
-from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint
+from armscan.training.checkpoint import (
+    load_checkpoint,
+    metadata_from_checkpoint,
+    model_from_checkpoint,
+    save_weights_checkpoint,
+)
 from armscan.training.evaluate import choose_alarm_threshold, predict
 from armscan.training.metrics import coco_map
 
@@ -40,7 +49,7 @@ def export_onnx(model: torch.nn.Module, size: int, path: Path, opset: int = 18) 
     program.save(str(path))
 
 
-def write_metadata(path: Path, metadata: ModelMetadata) -> None:
+def write_metadata(path: Path, metadata: ModelMetadata | PhotoMetadata) -> None:
     """Store the metadata JSON in the ONNX file (replacing any previous one) and check the model."""
     proto = onnx.load(str(path))
     for p in list(proto.metadata_props):
@@ -66,9 +75,11 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
     model = model_from_checkpoint(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, int(ckpt["preprocess"]["size"]), out)
+    if checkpoint.resolve() != out.with_suffix(".pt").resolve():
+        save_weights_checkpoint(checkpoint, out.with_suffix(".pt"))  # beside the ONNX: what fine-tuning starts from
     summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
                "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1), "world_size": ckpt.get("world_size", 1),
-               "ema_updates": ckpt.get("ema_updates"),
+               "ema_updates": ckpt.get("ema_updates"), "lineage": ckpt.get("lineage"),
                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16], **(training or {})}
     metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
     write_metadata(out, metadata)

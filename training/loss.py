@@ -5,6 +5,11 @@ region of the box (``centre_radius`` strides, widened for large boxes); a locati
 by several boxes goes to the smallest. Losses: sigmoid focal loss for classes (over all
 locations), GIoU for boxes and BCE for centreness (positives), cross-entropy for the build
 and type attributes (positives whose box has that attribute labelled; "unknown" is masked).
+
+Images labelled only at image level (``weak`` >= 0 in their target: "this photo holds a firearm",
+without a box) do not take part in the dense class loss, since every location would wrongly count
+as background. They train a multiple-instance loss instead: the highest class logit over the image
+should be high for a labelled class and low for the others (binary cross-entropy on the max).
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ def assign(centres: torch.Tensor, boxes: torch.Tensor, stride: int, centre_radiu
 def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict[str, torch.Tensor]],
                    stride: int) -> dict[str, torch.Tensor]:
     """Loss terms for a batch. Each target has ``boxes`` (N, 4) xyxy in input pixels, ``labels``,
-    ``builds`` and ``types`` (N,) with -1 where the attribute is not labelled."""
+    ``builds`` and ``types`` (N,) with -1 where the attribute is not labelled, and optionally ``weak``
+    (C,): -1 for a box-labelled image, else the image-level label of each class (1 or 0)."""
     cls, box, ctr, build, typ = outputs
     b, c, h, w = cls.shape
     centres = grid_centres(h, w, stride, cls.device)  # (L, 2)
@@ -75,11 +81,19 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict[str, to
         type_t.append(t["types"][gi])
     cls_flat = cls.reshape(b, c, -1).transpose(1, 2)  # (B, L, C)
     n_pos = max(1.0, float(sum(len(p) for p in pos_box_t)))
-    loss_cls = sigmoid_focal_loss(cls_flat, cls_t, alpha=0.25, gamma=2.0, reduction="sum") / n_pos
+    weak = torch.stack([t["weak"] if "weak" in t else cls.new_full((c,), IGNORE) for t in targets])  # (B, C)
+    is_weak = (weak >= 0).any(dim=1)  # (B,)
+    focal = sigmoid_focal_loss(cls_flat, cls_t, alpha=0.25, gamma=2.0, reduction="none")  # (B, L, C)
+    loss_cls = (focal * (~is_weak).float()[:, None, None]).sum() / n_pos
     # A zero that touches every head: under DDP each parameter must get a gradient at every step.
     zero = sum((o.sum() for o in outputs), cls.new_zeros(())) * 0.0
+    loss_weak = zero
+    if is_weak.any():
+        peak = cls_flat[is_weak].max(dim=1).values  # (W, C) the highest logit of each class in each image
+        wt = weak[is_weak]
+        loss_weak = F.binary_cross_entropy_with_logits(peak[wt >= 0], wt[wt >= 0])
     if not pos_box_t:
-        return {"cls": loss_cls, "box": zero, "ctr": zero, "build": zero, "type": zero}
+        return {"cls": loss_cls, "box": zero, "ctr": zero, "build": zero, "type": zero, "weak": loss_weak}
     ctr_t = torch.cat(pos_ctr_t)
     weight = ctr_t / ctr_t.sum().clamp(min=1e-6)
     giou = generalized_box_iou_loss(torch.cat(pos_box_pred), torch.cat(pos_box_t), reduction="none")
@@ -88,4 +102,5 @@ def detection_loss(outputs: tuple[torch.Tensor, ...], targets: list[dict[str, to
     bt, tt = torch.cat(build_t), torch.cat(type_t)
     loss_build = F.cross_entropy(torch.cat(build_pred), bt, ignore_index=IGNORE) if (bt >= 0).any() else zero
     loss_type = F.cross_entropy(torch.cat(type_pred), tt, ignore_index=IGNORE) if (tt >= 0).any() else zero
-    return {"cls": loss_cls, "box": loss_box, "ctr": loss_ctr, "build": 0.5 * loss_build, "type": 0.5 * loss_type}
+    return {"cls": loss_cls, "box": loss_box, "ctr": loss_ctr, "build": 0.5 * loss_build, "type": 0.5 * loss_type,
+            "weak": loss_weak}

@@ -13,6 +13,7 @@ that is what is evaluated and exported. The raw weights (``train_state``) are ke
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -26,15 +27,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
-from armscan.datasets.coco import read_coco
+from armscan.datasets.coco import dataset_hash, read_coco
 from armscan.datasets.synth.scene import SceneConfig
 from armscan.datasets.synth.writer import write_dataset
+from armscan.datasets.taxonomy import CLASSES
 from armscan.inference.preprocess import PreprocessSpec
 from armscan.models import get_model
 from armscan.models.detector import STRIDE
 from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint, save_checkpoint
 from armscan.training.config import VAL_SEED, TrainConfig
-from armscan.training.data import CachedSynthDetection, CocoDetection, SynthDetection, collate
+from armscan.training.data import CachedSynthDetection, CocoDetection, MixedDetection, SynthDetection, collate
 from armscan.training.distributed import (
     DistContext,
     any_rank,
@@ -78,6 +80,8 @@ def _loader(cfg: TrainConfig, dataset: Any, epoch: int, rank: int = 0, world_siz
         else:
             gen = torch.Generator().manual_seed(cfg.seed + epoch)
             indices = list(RandomSampler(dataset, num_samples=n * world_size, generator=gen))
+        if isinstance(dataset, MixedDetection):  # real images and synthetic replay, in the configured shares
+            indices = dataset.draw(n * world_size, torch.Generator().manual_seed(cfg.seed + epoch))
         subset = Subset(dataset, indices)
         sampler = DistributedSampler(subset, num_replicas=world_size, rank=rank, shuffle=False)  # r, r + W, ...
     return DataLoader(subset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
@@ -86,9 +90,19 @@ def _loader(cfg: TrainConfig, dataset: Any, epoch: int, rank: int = 0, world_siz
 
 def _dataset(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
     if cfg.data.kind == "coco":
-        if cfg.data.coco_dir is None:
-            raise ValueError("data.kind is 'coco' but data.coco_dir is not set")
-        return CocoDetection(cfg.data.coco_dir, spec)
+        folders = cfg.coco_folders()
+        if not folders:
+            raise ValueError("data.kind is 'coco' but neither data.coco_dir nor data.coco_dirs is set")
+        real = CocoDetection(folders, spec, augment=True)
+        if cfg.data.replay <= 0:
+            return real
+        if cfg.data.cache_size <= 0:
+            raise ValueError("data.replay needs data.cache_size > 0: the number of synthetic scans to replay")
+        return MixedDetection(real, _synth(cfg, spec, ctx), cfg.data.replay)
+    return _synth(cfg, spec, ctx)
+
+
+def _synth(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
     scene = SceneConfig(threat_prob=cfg.data.threat_prob)
     n_scans = cfg.data.cache_size or cfg.epochs * cfg.iters_per_epoch * cfg.batch_size * ctx.world_size
     dataset = SynthDetection(cfg.data.train_seed, n_scans, spec, cfg.data.min_side, cfg.data.max_side, scene)
@@ -99,16 +113,45 @@ def _dataset(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
                                 indices=range(ctx.rank, cfg.data.cache_size, ctx.world_size), progress=ctx.is_main)
 
 
+def init_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to fine-tune from: ``path`` itself (.pt), or the .pt beside an exported .onnx."""
+    ckpt_path = path.with_suffix(".pt") if path.suffix == ".onnx" else path
+    if not ckpt_path.is_file():
+        hint = f" (an exported model is fine-tuned from its checkpoint {ckpt_path.name}, kept beside it)" \
+            if path.suffix == ".onnx" else ""
+        raise FileNotFoundError(f"init_from: {ckpt_path} does not exist{hint}")
+    ckpt = load_checkpoint(ckpt_path)
+    if list(ckpt.get("classes", [])) != list(CLASSES):
+        raise ValueError(f"init_from: {ckpt_path} was trained on classes {ckpt.get('classes')}, not {list(CLASSES)}")
+    return ckpt_path, ckpt
+
+
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
-    """Run (or resume) training; returns the path of the final checkpoint. Under torchrun, every rank calls it."""
+    """Run (or resume) training; returns the path of the final checkpoint. Under torchrun, every rank calls it.
+
+    With ``cfg.init_from``, the network (name, arguments, input size) and its weights come from that
+    checkpoint: fine-tuning. The parent's path and hash are kept in the saved config for lineage.
+    """
+    if cfg.task == "photo":
+        if cfg.init_from is not None:
+            raise ValueError("init_from is not supported for photo models yet; train them from scratch")
+        from armscan.training.photo import train_photo
+
+        return train_photo(cfg, resume)
+    init: dict[str, Any] | None = None
+    if cfg.init_from is not None:
+        ckpt_path, init = init_checkpoint(cfg.init_from)
+        cfg = cfg.model_copy(update={"init_from": ckpt_path, "model": init["model_name"],
+                                     "model_args": dict(init["model_args"]),
+                                     "input_size": int(init["preprocess"]["size"])})
     ctx = init_distributed(cfg.device)
     try:
-        return _train(cfg, resume, ctx)
+        return _train(cfg, resume, ctx, init)
     finally:
         close_distributed()
 
 
-def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> Path:
+def _train(cfg: TrainConfig, resume: bool, ctx: DistContext, init: dict[str, Any] | None = None) -> Path:
     out = cfg.out_dir
     last = out / "last.pt"
     if ctx.is_main:
@@ -117,10 +160,13 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> Path:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     spec = PreprocessSpec(size=cfg.input_size)
     model = get_model(cfg.model, **cfg.model_args).to(ctx.device)
-    ema = make_ema(model, cfg.ema_decay) if cfg.ema else None
+    if init is not None:
+        model.load_state_dict(init["model_state"])
+    ema = make_ema(model, cfg.ema_decay, warmup=cfg.init_from is None) if cfg.ema else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    start_epoch, elapsed, history = 0, 0.0, []
+    start_epoch, elapsed, spent, history = 0, 0.0, 0.0, []
+    clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
     if resume and last.exists():
         ckpt = load_checkpoint(last)
         model.load_state_dict(ckpt.get("train_state", ckpt["model_state"]))
@@ -128,10 +174,11 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> Path:
             ema.module.load_state_dict(ckpt["model_state"])
             ema.n_averaged.fill_(int(ckpt["ema_updates"]))
         elif ema is not None:  # the run so far had no EMA: start one from the weights as they are
-            ema = make_ema(model, cfg.ema_decay)
+            ema = make_ema(model, cfg.ema_decay, warmup=cfg.init_from is None)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, elapsed, history = ckpt["epoch"], ckpt["elapsed_s"], ckpt["history"]
+        spent = ckpt.get("budget_spent_s", elapsed)
         if ctx.is_main:
             print(f"resuming from {last} at epoch {start_epoch} ({elapsed / 60:.1f} min already spent; "
                   f"{ckpt.get('world_size', 1)} process(es) before, {ctx.world_size} now)")
@@ -140,31 +187,38 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext) -> Path:
         ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     dataset = _dataset(cfg, spec, ctx)
     config, prep = cfg.model_dump(mode="json"), spec.to_dict()
-    deadline = time.monotonic() + cfg.time_budget_min * 60 - elapsed
+    lineage = {"parent": str(cfg.init_from) if cfg.init_from else None,
+               "parent_sha256": _sha256(cfg.init_from) if cfg.init_from else None,
+               "datasets": {str(f): dataset_hash(f) for f in cfg.coco_folders()} if cfg.data.kind == "coco" else {},
+               "replay": cfg.data.replay if cfg.data.kind == "coco" else None}
+    deadline = clock() + cfg.time_budget_min * 60 - spent
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(_epoch_seed(cfg.seed, ctx.rank, epoch))  # augmentation: reproducible, also on resume
-        t0 = time.monotonic()
+        t0, b0 = time.monotonic(), clock()
         stats = train_one_epoch(ddp, _loader(cfg, dataset, epoch, ctx.rank, ctx.world_size), optimizer, scheduler,
                                 STRIDE, cfg.grad_clip, epoch, cfg.iters_per_epoch, deadline, ema=ema,
                                 device=ctx.device, amp=cfg.amp, stop=lambda flag: any_rank(ctx, flag),
-                                progress=ctx.is_main)
+                                progress=ctx.is_main, clock=clock, freeze_bn=cfg.freeze_bn)
         stats = reduce_epoch(ctx, stats)
         elapsed += time.monotonic() - t0
-        row = {"epoch": epoch, "elapsed_min": round(elapsed / 60, 2), "lr": scheduler.get_last_lr()[0],
-               "world_size": ctx.world_size, **{k: round(v, 4) for k, v in stats.items()}}
+        spent += clock() - b0
+        row = {"epoch": epoch, "elapsed_min": round(elapsed / 60, 2), "budget_min": round(spent / 60, 2),
+               "lr": scheduler.get_last_lr()[0], "world_size": ctx.world_size, **{k: round(v, 4) for k, v in stats.items()}}
         history.append(row)
         if ctx.is_main:
             _write_log(out / "log.csv", history)
             print(json.dumps(row))
-            state = {"epoch": epoch + 1, "elapsed_s": elapsed, "history": history, "world_size": ctx.world_size,
+            state = {"epoch": epoch + 1, "elapsed_s": elapsed, "budget_spent_s": spent, "history": history,
+                     "world_size": ctx.world_size, "lineage": lineage,
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             if ema is not None:
                 state |= {"train_state": model.state_dict(), "ema_updates": int(ema.n_averaged)}
             save_checkpoint(last, ema.module if ema is not None else model, cfg.model, cfg.model_args, config, prep,
                             state)
-        if any_rank(ctx, time.monotonic() > deadline):
+        if any_rank(ctx, clock() > deadline):
             if ctx.is_main:
-                print(f"time budget of {cfg.time_budget_min} min reached after epoch {epoch}; stopping")
+                print(f"{cfg.budget_clock} time budget of {cfg.time_budget_min} min reached after epoch {epoch}; "
+                      "stopping")
             break
     barrier(ctx)
     if ctx.is_main and cfg.val_images > 0:
@@ -181,6 +235,10 @@ def _validate(cfg: TrainConfig, last: Path) -> None:
     metrics = evaluate(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt, version="val"), read_coco(val_dir))
     (cfg.out_dir / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({"val_mAP50": metrics["mAP50"], "val_mAP": metrics["mAP"]}))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_log(path: Path, history: list[dict[str, Any]]) -> None:

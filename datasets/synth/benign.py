@@ -1,4 +1,5 @@
-"""Benign parcel contents and containers: clutter, hard negatives and the parcel itself.
+"""Benign parcel contents and containers: clutter, hard negatives and the parcel itself (carton, padded
+envelope, suitcase or backpack; a backpack's zips, frame stays and metal buckles are benign metal).
 
 Hard negatives (``hard_negatives.py``) are benign items that share a threat's shape or material:
 toy guns, gun-shaped tools, springs, rods and benign 3D-printed parts.
@@ -136,9 +137,61 @@ def random_benign(rng: np.random.Generator, pitch: float) -> Item:
     return BENIGN[int(rng.integers(len(BENIGN)))](rng, pitch)
 
 
-def container(rng: np.random.Generator, pitch: float, w_mm: float, h_mm: float) -> Item:
-    """The parcel itself: a carton, a padded envelope or a suitcase filling most of the scan."""
-    kind = rng.choice(["carton", "envelope", "suitcase"], p=[0.5, 0.2, 0.3])
+def _fitting(c: Canvas, x: float, y: float, w: float, h: float, metal: bool, rng: np.random.Generator) -> None:
+    """A buckle or strap adjuster centred at (x, y): a w x h frame with a cross bar, steel/die-cast or moulded plastic
+    (drawn as one stroke: left-top, top, right-top, bar, left-bottom, bottom, right-bottom)."""
+    mat = str(rng.choice(["steel", "aluminium", "zinc_alloy"])) if metal else str(rng.choice(["pom", "nylon"]))
+    x0, x1, y0, y1 = x - w / 2, x + w / 2, y - h / 2, y + h / 2
+    path = [(x0, y), (x0, y0), (x1, y0), (x1, y), (x0, y), (x0, y1), (x1, y1), (x1, y)]
+    c.stroke(path, rng.uniform(1.0, 1.8) if metal else rng.uniform(2.0, 3.0), mat)
+
+
+def _backpack(c: Canvas, rng: np.random.Generator, w: float, h: float) -> None:
+    """A backpack seen from the back: fabric body with gussets, padded back panel and shoulder straps, aluminium
+    frame stays (flat bars or a bent tube), metal zips with pullers, and buckles and strap adjusters (metal or plastic)."""
+    r = min(w, h) * rng.uniform(0.15, 0.3)  # rounded top
+    top = [(r * (1 - float(np.cos(a))), r * (1 - float(np.sin(a)))) for a in np.linspace(0, np.pi / 2, 6)]
+    cloth, gusset, wall = rng.uniform(1.5, 3.0), rng.uniform(6, 12), rng.uniform(8, 14)
+    fabric = str(rng.choice(["nylon", "cotton"]))
+    c.rect(0, 0, w, h, cloth + gusset, fabric)  # front and back fabric, side gussets seen edge-on as a border
+    c.rect(wall, wall, w - 2 * wall, h - 2 * wall, -gusset, fabric)
+    c.poly([(0.0, 0.0), *top], -cloth - gusset, fabric)  # round the top corners
+    c.poly([(w, 0.0), *((w - x, y) for x, y in top)], -cloth - gusset, fabric)
+    c.rect(w * 0.12, h * 0.1, w * 0.76, h * 0.8, rng.uniform(10, 25), "polyethylene", rng.uniform(0.04, 0.1))  # foam
+    sw = rng.uniform(45, 70)
+    for x in (w * 0.3, w * 0.7):  # shoulder straps: foam in webbing, with a strap adjuster near the bottom
+        c.rect(x - sw / 2, h * 0.05, sw, h * 0.7, rng.uniform(10, 18), "polyethylene", 0.08)
+        c.rect(x - 13, h * 0.75, 26, h * 0.2, 1.5, "nylon")
+        _fitting(c, x, h * rng.uniform(0.76, 0.86), rng.uniform(28, 40), rng.uniform(14, 22), rng.random() < 0.4, rng)
+    if rng.random() < 0.6:  # two flat aluminium stays
+        for x in (w * 0.4, w * 0.6):
+            c.rect(x - 10, h * 0.12, rng.uniform(15, 25), h * 0.7, rng.uniform(1.5, 3.0), "aluminium")
+    else:  # a bent aluminium tube frame
+        x0, x1, y0 = w * 0.25, w * 0.75, h * 0.1
+        c.polyline([(x0, h * 0.85), (x0, y0), (x1, y0), (x1, h * 0.85)], rng.uniform(3.5, 5.5), "aluminium", bore=3.0)
+    zip_mat = str(rng.choice(["steel", "brass", "aluminium"], p=[0.4, 0.4, 0.2]))
+    zips = [[(x, y + r * 0.35) for x, y in top] + [(w - x, y + r * 0.35) for x, y in reversed(top)]]  # main zip
+    for _ in range(int(rng.integers(1, 3))):  # pocket zips
+        y = h * rng.uniform(0.45, 0.85)
+        zips.append([(w * rng.uniform(0.1, 0.3), y), (w * rng.uniform(0.7, 0.9), y)])
+    for pts in zips:
+        c.stroke(pts, rng.uniform(1.0, 1.8), zip_mat)  # the teeth chain
+        px, py = pts[int(rng.integers(len(pts)))]
+        c.poly([(px - 4, py), (px + 4, py), (px + 4, py + 18), (px - 4, py + 18)], 2.0, "zinc_alloy")  # puller
+    for _ in range(int(rng.integers(2, 5))):  # sternum and hip-belt buckles, compression straps
+        _fitting(c, rng.uniform(0.1, 0.9) * w, rng.uniform(0.3, 0.95) * h, rng.uniform(25, 50), rng.uniform(20, 35),
+                 rng.random() < 0.35, rng)
+
+
+CONTAINERS = {"carton": 0.42, "envelope": 0.18, "suitcase": 0.25, "backpack": 0.15}
+
+
+def container(rng: np.random.Generator, pitch: float, w_mm: float, h_mm: float, kind: str | None = None) -> Item:
+    """The parcel itself, filling most of the scan: one of :data:`CONTAINERS`, drawn by its weight unless ``kind``."""
+    if kind is None:
+        kind = str(rng.choice(list(CONTAINERS), p=list(CONTAINERS.values())))
+    elif kind not in CONTAINERS:
+        raise ValueError(f"Unknown container {kind!r}. Valid containers: {', '.join(CONTAINERS)}")
     c = Canvas(w_mm, h_mm, pitch)
     if kind == "carton":
         c.frame(0, 0, w_mm, h_mm, rng.uniform(4, 8), rng.uniform(150, 300), "paper")
@@ -147,6 +200,8 @@ def container(rng: np.random.Generator, pitch: float, w_mm: float, h_mm: float) 
     elif kind == "envelope":
         c.rect(0, 0, w_mm, h_mm, 1.5, "paper")
         c.rect(3, 3, w_mm - 6, h_mm - 6, 8, "polyethylene", 0.1)  # bubble lining
+    elif kind == "backpack":
+        _backpack(c, rng, w_mm, h_mm)
     else:
         c.frame(0, 0, w_mm, h_mm, 10, 200, "abs")
         c.rect(0, 0, w_mm, h_mm, 6, "abs")

@@ -2,7 +2,8 @@
 
 Toy guns are gun-shaped but all plastic (no metal part at all); glue guns, drills and hair dryers are
 gun-shaped tools with motors, coils and batteries; kitchenware, shoes with steel shanks, rods and springs
-bring long dense metal; benign 3D-printed brackets, figurines and enclosures are printed polymer at
+bring long dense metal; a bag of screws, nuts and washers mirrors a bag of loose gun springs and pins (which
+is labelled ``trigger_group``); benign 3D-printed brackets, figurines and enclosures are printed polymer at
 infill density, the same faint material as a printed frame. Geometry is generic (outlines, boxes, rods).
 """
 
@@ -181,5 +182,26 @@ def printed_benign(rng: np.random.Generator, pitch: float) -> Item:
     return Item(c, name=f"{kind}_3d")
 
 
+def hardware_bag(rng: np.random.Generator, pitch: float) -> Item:
+    """A small bag of DIY hardware: screws with heads, nuts, washers and perhaps a spring. The benign twin of a
+    bag of loose gun springs and pins (:func:`armscan.datasets.synth.threats.spring_pin_kit`), so it stays unlabelled."""
+    w, h = rng.uniform(70, 130), rng.uniform(50, 90)
+    c = Canvas(w + 10, h + 10, pitch)
+    c.rect(5, 5, w, h, 0.15, "polyethylene")
+    mat = str(rng.choice(["steel", "brass", "zinc_alloy"]))
+    for _ in range(int(rng.integers(2, 7))):  # screws: shank and head
+        x, y, L, a = rng.uniform(15, w - 5), rng.uniform(15, h - 5), rng.uniform(12, 40), rng.uniform(0, 2 * np.pi)
+        x1, y1 = x + L * float(np.cos(a)), y + L * float(np.sin(a))
+        c.rod((x, y), (min(max(x1, 6.0), w + 4), min(max(y1, 6.0), h + 4)), rng.uniform(1.5, 2.5), mat)
+        c.ellipse(x, y, 4.5, 4.5, 2.5, mat)
+    for _ in range(int(rng.integers(1, 6))):  # nuts and washers: rings
+        x, y, r, t = rng.uniform(12, w - 2), rng.uniform(12, h - 2), rng.uniform(4, 8), rng.uniform(1.0, 5.0)
+        c.ellipse(x, y, r, r, t, mat)
+        c.ellipse(x, y, r * 0.5, r * 0.5, -t, mat)
+    if rng.random() < 0.3:
+        c.spring((12, 12), (12 + rng.uniform(20, w - 20), 12), rng.uniform(2, 5), rng.uniform(0.4, 0.8), 8)
+    return Item(c, name="hardware_bag")
+
+
 HARD_NEGATIVES = (toy_gun, toy_gun, glue_gun, drill, hair_dryer, kitchenware, shoe, rod_or_tube, spring_item,
-                  printed_benign, printed_benign)
+                  printed_benign, printed_benign, hardware_bag)

@@ -10,6 +10,11 @@ objects attenuate multiplicatively in transmission (Beer-Lambert). The detector 
 and saturation; the display (:func:`armscan.datasets.xray.render`) maps the measured pair
 to one of the styles in :data:`STYLES`.
 
+In a share of threat scans (``SceneConfig.disassembled_prob``) the threat is one firearm taken apart
+(:func:`armscan.datasets.synth.threats.disassembled_gun`): its parts go to cells of the parcel far from
+one another, each boxed with its part class and the gun's build, and the scan's metadata says
+``"disassembled": true`` (with ``disassembled_type``, the gun's type).
+
 Each threat box records ``occlusion``: the fraction of the object's footprint (pixels where
 its own high-energy optical depth exceeds ``_FOOTPRINT``) at which the other objects in the
 parcel (clutter and other threats, not the container shell) attenuate more than the object
@@ -27,7 +32,7 @@ import numpy as np
 from armscan.datasets.synth._alloc import keep_heap_warm
 from armscan.datasets.synth.benign import DENSE_CLUTTER, container, random_benign
 from armscan.datasets.synth.detector import detect
-from armscan.datasets.synth.threats import Item, random_threat
+from armscan.datasets.synth.threats import Item, disassembled_gun, random_threat
 from armscan.datasets.xray import STYLES, render
 
 __all__ = ["DIFFICULTIES", "STYLES", "Placement", "Scan", "SceneConfig", "compose", "detect", "generate", "occlusion",
@@ -41,17 +46,21 @@ _FOOTPRINT = 0.02  # high-energy optical depth above which a pixel belongs to an
 class SceneConfig:
     """How parcels are drawn. ``threat_prob`` is the share of scans holding at least one threat;
     ``style_probs`` weighs :data:`STYLES` (pseudo, vendor_a, vendor_b, vendor_c, grey) when no style is given;
-    ``max_tilt_deg`` bounds the out-of-plane tilt (0: every object lies flat)."""
+    ``max_tilt_deg`` bounds the out-of-plane tilt (0: every object lies flat); ``disassembled_prob`` is the share of
+    threat scans that hold one firearm taken apart, its parts spread through the parcel, instead of loose threats."""
 
     threat_prob: float = 0.6
     max_threats: int = 3
     style_probs: tuple[float, ...] = (0.4, 0.15, 0.15, 0.15, 0.15)
     difficulty_probs: tuple[float, float, float] = (0.4, 0.4, 0.2)
     max_tilt_deg: float = 90.0
+    disassembled_prob: float = 0.08
 
     def __post_init__(self) -> None:
         if len(self.style_probs) != len(STYLES):
             raise ValueError(f"style_probs needs one weight per style ({', '.join(STYLES)}), got {self.style_probs}")
+        if not 0.0 <= self.disassembled_prob <= 1.0:
+            raise ValueError(f"disassembled_prob must lie within [0, 1], got {self.disassembled_prob}")
 
 
 @dataclass
@@ -93,6 +102,9 @@ class Placement:
             return None
         return (float(self.x0 + cols[0]), float(self.y0 + rows[0]), float(cols[-1] - cols[0] + 1),
                 float(rows[-1] - rows[0] + 1))
+
+
+_Placed = list[tuple[Item, Placement, tuple[float, float, float, float]]]  # labelled items, their placement and box
 
 
 def _draw_tilt(rng: np.random.Generator, max_deg: float) -> float:
@@ -184,20 +196,16 @@ def compose(seed: int, width: int, height: int, cfg: SceneConfig = SceneConfig()
         bb = pl.box() if pl is not None and item.name in DENSE_CLUTTER else None
         if bb is not None:
             dense_spots.append((bb[0] + bb[2] / 2, bb[1] + bb[3] / 2))
-    placed: list[tuple[Item, Placement, tuple[float, float, float, float]]] = []
+    placed: _Placed = []
+    gun_type = None
     if rng.random() < cfg.threat_prob:
-        allow_long = long_mm > 950
-        for _ in range(int(rng.integers(1, cfg.max_threats + 1))):
-            item = random_threat(rng, pitch, allow_long)
-            centre = None
-            if difficulty == "hidden" and dense_spots:
-                centre = dense_spots[int(rng.integers(len(dense_spots)))]
-            for _attempt in range(3):
-                pl = place(scene, item, rng, centre, margin, cfg.max_tilt_deg)
-                bb = pl.box() if pl is not None else None
-                if pl is not None and bb is not None:
-                    placed.append((item, pl, bb))
-                    break
+        if rng.random() < cfg.disassembled_prob:
+            max_len = 0.85 * (min(width, height) - 2 * margin) * pitch  # the longest part still fits at any angle
+            gun_type, _build, parts = disassembled_gun(rng, pitch, max_len)
+            _spread_parts(scene, parts, rng, margin, cfg.max_tilt_deg, placed)
+        else:
+            spots = dense_spots if difficulty == "hidden" else []
+            _place_threats(scene, rng, pitch, long_mm > 950, spots, margin, cfg, placed)
     boxes: list[dict[str, Any]] = []
     for item, pl, bb in placed:
         boxes.append({"bbox": list(bb), "cls": item.cls, "type": item.type, "build": item.build,
@@ -208,8 +216,57 @@ def compose(seed: int, width: int, height: int, cfg: SceneConfig = SceneConfig()
             m[pl.y0 : pl.y0 + fh, pl.x0 : pl.x0 + fw] = pl.footprint()
             masks.append(m)
     _place_container(scene, box)
-    meta = {"seed": int(seed), "difficulty": difficulty, "pitch_mm": round(pitch, 4), "container": box.name}
+    meta = {"seed": int(seed), "difficulty": difficulty, "pitch_mm": round(pitch, 4), "container": box.name,
+            "disassembled": gun_type is not None}
+    if gun_type is not None:
+        meta["disassembled_type"] = gun_type
     return scene, boxes, meta
+
+
+def _place_one(scene: np.ndarray, item: Item, rng: np.random.Generator, centre: tuple[float, float] | None,
+               margin: int, max_tilt_deg: float) -> tuple[Placement, tuple[float, float, float, float]] | None:
+    """Place ``item`` (three tries, each with a fresh pose); its placement and box, or None when it never fits."""
+    for _attempt in range(3):
+        pl = place(scene, item, rng, centre, margin, max_tilt_deg)
+        bb = pl.box() if pl is not None else None
+        if pl is not None and bb is not None:
+            return pl, bb
+    return None
+
+
+def _place_threats(scene: np.ndarray, rng: np.random.Generator, pitch: float, allow_long: bool,
+                   spots: list[tuple[float, float]], margin: int, cfg: SceneConfig, placed: _Placed) -> None:
+    """Place 1 to ``cfg.max_threats`` random threats, each centred on one of ``spots`` when any are given."""
+    for _ in range(int(rng.integers(1, cfg.max_threats + 1))):
+        item = random_threat(rng, pitch, allow_long)
+        centre = spots[int(rng.integers(len(spots)))] if spots else None
+        got = _place_one(scene, item, rng, centre, margin, cfg.max_tilt_deg)
+        if got is not None:
+            placed.append((item, *got))
+
+
+def _spread_centres(rng: np.random.Generator, n: int, width: int, height: int, margin: int) -> list[tuple[float, float]]:
+    """Up to ``n`` centres far apart: the cells of a jittered 3 x 3 grid over the parcel, farthest-first from a random one."""
+    cw, ch = (width - 2 * margin) / 3, (height - 2 * margin) / 3
+    cells = [(margin + (i + 0.5 + rng.uniform(-0.2, 0.2)) * cw, margin + (j + 0.5 + rng.uniform(-0.2, 0.2)) * ch)
+             for j in range(3) for i in range(3)]
+    order = [cells.pop(int(rng.integers(len(cells))))]
+    while cells and len(order) < n:
+        far = max(range(len(cells)), key=lambda k: min(np.hypot(cells[k][0] - x, cells[k][1] - y) for x, y in order))
+        order.append(cells.pop(far))
+    return order
+
+
+def _spread_parts(scene: np.ndarray, parts: list[Item], rng: np.random.Generator, margin: int, max_tilt_deg: float,
+                  placed: _Placed) -> None:
+    """Place a disassembled gun's parts far apart in ``scene``, largest first (the most constrained); the labelled
+    ones go to ``placed``, stocks and fore-ends are drawn without a box."""
+    parts = sorted(parts, key=lambda it: -it.canvas.a.shape[0] * it.canvas.a.shape[1])
+    centres = _spread_centres(rng, len(parts), scene.shape[1], scene.shape[0], margin)
+    for k, item in enumerate(parts):
+        got = _place_one(scene, item, rng, centres[k] if k < len(centres) else None, margin, max_tilt_deg)
+        if got is not None and item.cls is not None:
+            placed.append((item, *got))
 
 
 def _place_container(scene: np.ndarray, box: Item) -> None:

@@ -24,8 +24,8 @@ from armscan.serve.service.metrics import Metrics
 from armscan.serve.service.middleware import ServiceMiddleware
 from armscan.serve.service.ratelimit import RateLimiter
 from armscan.serve.service.retention import purge_expired
-from armscan.serve.service.routes import audit, auth, health, models, scans, users
-from armscan.serve.service.screening import InferencePool, ModelSet
+from armscan.serve.service.routes import audit, auth, feedback, health, models, scans, users
+from armscan.serve.service.screening import InferencePool
 from armscan.serve.service.settings import Settings, get_settings
 from armscan.serve.service.storage import ScanStore
 
@@ -41,7 +41,7 @@ def build_context(settings: Settings, metrics: Metrics) -> ServiceContext:
         upgrade(engine)
     return ServiceContext(
         settings=settings, engine=engine, sessions=session_factory(engine),
-        models=ModelSet(settings.models_dir, settings.default_model, threads=1),
+        models=models.load_models(settings),
         pool=InferencePool(settings.workers, settings.queue_per_worker), store=ScanStore(settings.data_dir),
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         login_limiter=RateLimiter(settings.login_attempts_per_minute, max(3, settings.login_attempts_per_minute // 2)),
@@ -70,18 +70,20 @@ async def _models_loop(ctx: ServiceContext) -> None:
             if now == seen:
                 continue
             seen = now
-            fresh = await run_in_threadpool(ModelSet, ctx.settings.models_dir, ctx.settings.default_model, 1)
+            fresh = await run_in_threadpool(models.load_models, ctx.settings)
         except Exception as exc:  # a bad file or registry must not take the service down
             log.error("models folder changed but was refused, the old models stay: %s", exc)
             continue
-        before = ctx.models.default
+        before, before_photo = ctx.models.default, ctx.models.photo_default
         ctx.models = fresh
         models.publish_model_info(ctx)
         with ctx.sessions() as db:
             audit_log.append(db, "system", "model.reload", fresh.default,
-                         details={"previous_default": before, "models": {k: m.sha256 for k, m in fresh.models.items()}})
+                             details={"previous_default": before, "models": models.model_hashes(fresh),
+                                      **models.photo_details(fresh, before_photo)})
             db.commit()
-        log.info("models reloaded: default %s (was %s)", fresh.default, before)
+        log.info("models reloaded: default %s (was %s), photo default %s (was %s)", fresh.default, before,
+                 fresh.photo_default, before_photo)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -98,8 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if count_admins(db) == 0:
                 log.warning("no admin account yet: create one with 'armscan users create-admin --username NAME'")
         tasks = [asyncio.create_task(_retention_loop(ctx)), asyncio.create_task(_models_loop(ctx))]
-        log.info("armscan service ready: models %s (default %s), %d workers", sorted(ctx.models.models),
-                 ctx.models.default, s.workers)
+        log.info("armscan service ready: models %s (default %s), photo models %s (default %s), %d workers",
+                 sorted(ctx.models.models), ctx.models.default, sorted(ctx.models.photo_models) or "none: X-ray only",
+                 ctx.models.photo_default, s.workers)
         try:
             yield
         finally:
@@ -110,13 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="armscan", version="1", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                   description="Screen X-ray scans of parcels and baggage for firearms, firearm parts, ammunition and "
-                              "printed or polymer weapon parts. Every route except /healthz and /readyz needs a "
+                              "printed or polymer weapon parts, and classify seizure photos (firearm family, build, "
+                              "length) when a photo model is loaded. Every route except /healthz and /readyz needs a "
                               "session (web page) or an API key (`X-API-Key` or `Authorization: Bearer`).")
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     max_body = int((settings or get_settings()).max_upload_mb * (1 << 20)) + (1 << 20)  # + room for the form
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=max_body)
-    for r in (health.router, auth.router, scans.router, models.router, users.router, audit.router):
+    for r in (health.router, auth.router, scans.router, feedback.router, models.router, users.router, audit.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

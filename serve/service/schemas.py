@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from armscan.inference.photo import Band, PhotoResult
 from armscan.inference.result import Decision
 
 Role = Literal["officer", "analyst", "admin"]
 Box = tuple[float, float, float, float]
+ScanKind = Literal["xray", "photo"]  # an X-ray scan of a parcel, or a photo of a seized item
 
 
 class LoginIn(BaseModel):
@@ -68,12 +70,23 @@ class DetectionVerdict(BaseModel):
     cls: str | None = None
 
 
+class PhotoVerdict(BaseModel):
+    """Confirm a seizure photo's answer, or correct its family (the model's classes, ``part_only`` and
+    ``no_firearm`` included) and, if known, its build. Stored with ``family`` always filled in."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["confirmed", "corrected"]
+    family: str | None = Field(None, max_length=64, description="required when corrected; the answer when confirmed")
+    build: str | None = Field(None, max_length=32, description="metal, polymer or printed, if the officer knows")
+
+
 class FeedbackIn(BaseModel):
-    """An officer's feedback on one scan."""
+    """An officer's feedback on one scan: verdicts and missed boxes (X-ray), or a verdict on the answer (photo)."""
 
     model_config = ConfigDict(extra="forbid")
     detections: list[DetectionVerdict] = Field(default_factory=list, max_length=200)
     missed: list[MissedBox] = Field(default_factory=list, max_length=200)
+    photo: PhotoVerdict | None = Field(None, description="seizure photos only")
     comment: str | None = Field(None, max_length=2000)
 
 
@@ -86,22 +99,28 @@ class FeedbackOut(BaseModel):
     created_at: datetime
     detections: list[DetectionVerdict]
     missed: list[MissedBox]
+    photo: PhotoVerdict | None = None
     comment: str | None
 
 
 class ScanOut(BaseModel):
-    """A screened scan: the result, where to fetch its images, and its feedback."""
+    """A screened scan or classified photo: the result, where to fetch its images, and its feedback."""
 
     id: str
+    kind: ScanKind = Field(description="xray: an X-ray scan (detections); photo: a seizure photo (photo)")
     created_at: datetime
     officer: str
     filename: str
     sha256: str
     width: int
     height: int
-    decision: Decision
+    decision: Decision = Field(
+        description="for a photo: uncertain when its band is uncertain, else clear for "
+        "no_firearm and alarm for a firearm family or a loose part"
+    )
     flags: dict[str, bool]
-    detections: list[DetectionOut]
+    detections: list[DetectionOut] = Field(description="empty for a photo")
+    photo: PhotoResult | None = Field(None, description="the seizure photo's answer, build and lengths (photos only)")
     model_name: str
     model_version: str
     latency_ms: float = Field(description="decode-free screening time: preprocess + model + decode")
@@ -117,12 +136,15 @@ class ScanSummary(BaseModel):
     """One row of the history."""
 
     id: str
+    kind: ScanKind
     created_at: datetime
     officer: str
     filename: str
     decision: Decision
     n_detections: int
     classes: list[str]
+    answer: str | None = Field(None, description="a photo's answer (a family, part_only, no_firearm or uncertain)")
+    band: Band | None = Field(None, description="a photo's confidence band")
     has_feedback: bool
     thumbnail_url: str
 
@@ -137,29 +159,34 @@ class ScanPage(BaseModel):
 
 
 class ModelOut(BaseModel):
-    """A loaded model."""
+    """A loaded model: an X-ray detector (task detect) or a seizure-photo classifier (task photo)."""
 
     model_config = ConfigDict(protected_namespaces=())
     name: str
+    task: Literal["detect", "photo"]
+    kind: ScanKind = Field(description="the uploads it serves (the kind field of POST /v1/scans)")
     version: str
     architecture: str
     classes: list[str]
     builds: list[str]
     types: list[str]
-    thresholds: dict[str, object]
+    thresholds: dict[str, object] = Field(description="a detector's thresholds, or a photo model's confidence bands")
     sha256: str
     file: str
 
 
 class ModelsOut(BaseModel):
-    """Every loaded model and which one screens uploads by default."""
+    """Every loaded model and, for each kind, which one handles uploads that name none."""
 
-    default: str
+    default: str = Field(description="the default X-ray model ('' when none is loaded)")
+    default_photo: str | None = Field(None, description="the default photo model; None: photos are refused (409)")
+    kinds: list[ScanKind] = Field(description="the kinds of upload the service takes now")
+    notes: list[str] = Field(default_factory=list, description="e.g. why seizure photos are not taken")
     models: list[ModelOut]
 
 
 class DefaultModelIn(BaseModel):
-    """Choose the default model."""
+    """Choose the default model of its kind (an X-ray or a photo model)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str

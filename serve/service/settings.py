@@ -24,8 +24,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("runs/service"), description="stored scans, thumbnails and the SQLite file")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/armscan.db")
-    models_dir: Path = Field(BUNDLED_MODELS, description="folder of exported .onnx models, loaded at start")
-    default_model: str | None = Field(None, description="model name used when an upload names none")
+    models_dir: Path = Field(BUNDLED_MODELS, description="folder of exported .onnx models (X-ray detectors and seizure-"
+                             "photo classifiers, told apart by their metadata), loaded at start")
+    default_model: str | None = Field(None, description="X-ray model used when an upload names none")
+    default_photo_model: str | None = Field(None, description="photo model used when a photo upload names none")
     auto_migrate: bool = Field(True, description="apply database migrations at start")
     models_poll_s: float = Field(5.0, ge=0, description="check the models folder (registry) for changes this often; 0: never")
 

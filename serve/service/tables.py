@@ -83,11 +83,12 @@ class WebSession(Base):
 
 
 class Scan(Base):
-    """One uploaded scan and its screening result."""
+    """One uploaded X-ray scan or seizure photo and its result (``result_json``: a ScanResult or a PhotoResult)."""
 
     __tablename__ = "scans"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="xray", server_default="xray", index=True)  # or "photo"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     filename: Mapped[str] = mapped_column(String(255))
@@ -96,8 +97,8 @@ class Scan(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-    decision: Mapped[str] = mapped_column(String(16), index=True)
-    classes: Mapped[str] = mapped_column(String(255), default="")  # comma-separated classes of listed boxes
+    decision: Mapped[str] = mapped_column(String(16), index=True)  # a photo's: see screening.photo_decision
+    classes: Mapped[str] = mapped_column(String(255), default="")  # classes of listed boxes, or a photo's answered family
     n_detections: Mapped[int] = mapped_column(Integer, default=0)
     result_json: Mapped[str] = mapped_column(Text)
     model_name: Mapped[str] = mapped_column(String(64))

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from armscan.serve.service import audit
 from armscan.serve.service.deps import AdminDep, AnalystDep, ContextDep, SessionDep
-from armscan.serve.service.schemas import AuditOut, AuditVerifyOut
-from armscan.serve.service.tables import AuditEntry, Feedback
+from armscan.serve.service.schemas import AuditOut, AuditVerifyOut, ScanKind
+from armscan.serve.service.tables import AuditEntry, Feedback, Scan
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
@@ -38,17 +38,26 @@ def verify_audit(_: AdminDep, db: SessionDep) -> AuditVerifyOut:
 
 @router.get("/feedback/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}}}})
-def export_feedback(principal: AnalystDep, ctx: ContextDep, db: SessionDep) -> StreamingResponse:
-    """Every feedback with its scan's result, one JSON object per line (input for retraining)."""
-    audit.append(db, principal.username, "feedback.export")
+def export_feedback(principal: AnalystDep, ctx: ContextDep, db: SessionDep,
+                    kind: Annotated[ScanKind, Query(description="xray (default): the input of 'armscan data import "
+                                                                "feedback'; photo: seizure-photo verdicts")] = "xray",
+                    ) -> StreamingResponse:
+    """Every feedback on scans of one kind with the scan's result, one JSON object per line (input for retraining).
+
+    X-ray rows carry a ScanResult and verdicts on its boxes; photo rows (``kind=photo``) a PhotoResult and a
+    verdict on its family, so the default export never hands a photo to the X-ray importer.
+    """
+    audit.append(db, principal.username, "feedback.export", details={"kind": kind})
     db.commit()
 
     def rows() -> Iterator[str]:
         with ctx.sessions() as s:
-            for f in s.scalars(select(Feedback).order_by(Feedback.id)).yield_per(200):
+            q = select(Feedback).join(Scan, Feedback.scan_id == Scan.id).where(Scan.kind == kind).order_by(Feedback.id)
+            for f in s.scalars(q).yield_per(200):
                 scan = f.scan
                 yield json.dumps({"feedback_id": f.id, "created_at": f.created_at.isoformat(), "officer": f.user.username,
-                                  "scan": {"id": scan.id, "sha256": scan.sha256, "filename": scan.filename,
+                                  "kind": scan.kind,
+                                  "scan": {"id": scan.id, "kind": scan.kind, "sha256": scan.sha256, "filename": scan.filename,
                                            "width": scan.width, "height": scan.height, "image_stored": scan.image_stored,
                                            "image_path": str(ctx.store.original(scan.id, scan.image_format))
                                            if scan.image_stored else None},

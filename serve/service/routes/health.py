@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from armscan.serve.service.deps import ContextDep, PrincipalDep
+from armscan.serve.service.routes.models import NO_PHOTO_MODEL, kinds
 
 router = APIRouter(tags=["health"])
 
@@ -19,16 +20,22 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(ctx: ContextDep) -> dict[str, object]:
-    """Models are loaded and the database answers; 503 otherwise."""
+    """Models are loaded and the database answers; 503 otherwise. Without a photo model the service is ready
+    for X-ray scans only (``kinds``), and ``note`` says so."""
     try:
         with ctx.sessions() as db:
             db.execute(text("SELECT 1"))
     except Exception as exc:  # any driver error means not ready
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"database unavailable: {type(exc).__name__}") from exc
-    if not ctx.models.models:
+    models = ctx.models
+    if not models.models and not models.photo_models:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded")
-    return {"status": "ready", "default_model": ctx.models.default, "in_flight": ctx.pool.in_flight,
-            "capacity": ctx.pool.capacity}
+    out: dict[str, object] = {"status": "ready", "default_model": models.default,
+                              "default_photo_model": models.photo_default, "kinds": kinds(models),
+                              "in_flight": ctx.pool.in_flight, "capacity": ctx.pool.capacity}
+    if not models.photo_models:
+        out["note"] = NO_PHOTO_MODEL
+    return out
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})

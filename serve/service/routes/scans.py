@@ -1,4 +1,10 @@
-"""Upload and screen scans, fetch results and images, give feedback, and browse the history."""
+"""Upload and screen X-ray scans or classify seizure photos, fetch results and images, and browse the history.
+
+``POST /v1/scans`` takes ``kind``: ``xray`` (the default) or ``photo``. A photo's decision, for the history's
+filters, is ``alarm`` for a firearm family or a loose part answered confidently or probably, ``clear`` for no
+firearm, and ``uncertain`` when the model abstains (an officer or expert must identify it). ``kind=photo``
+while no photo model is loaded answers 409 (a state of the service, not a reason to retry like 503).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 import cv2
@@ -18,20 +26,30 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from armscan.datasets.readers import ImageReadError, decode_image, probe_image
-from armscan.datasets.taxonomy import CLASSES
-from armscan.inference.overlay import render_overlay
+from armscan.inference.overlay import render_overlay, render_photo_overlay
+from armscan.inference.photo import PhotoResult
 from armscan.inference.result import ScanResult
 from armscan.serve.service import audit
 from armscan.serve.service.deps import ContextDep, PrincipalDep, ServiceContext, SessionDep
 from armscan.serve.service.schemas import (
     DetectionOut,
-    FeedbackIn,
     FeedbackOut,
+    ScanKind,
     ScanOut,
     ScanPage,
     ScanSummary,
 )
-from armscan.serve.service.screening import BusyError, Screened, UnknownModelError, screen_bytes
+from armscan.serve.service.screening import (
+    BusyError,
+    Classified,
+    LoadedModel,
+    LoadedPhotoModel,
+    NoModelError,
+    Screened,
+    UnknownModelError,
+    classify_bytes,
+    screen_bytes,
+)
 from armscan.serve.service.security import role_at_least
 from armscan.serve.service.tables import Feedback, Scan, User
 
@@ -39,24 +57,32 @@ router = APIRouter(prefix="/v1/scans", tags=["scans"])
 _CHUNK = 1 << 20
 
 
-def _feedback_out(f: Feedback) -> FeedbackOut:
+def feedback_out(f: Feedback) -> FeedbackOut:
+    """The response body of stored feedback."""
     body = json.loads(f.body_json)
     return FeedbackOut(id=f.id, scan_id=f.scan_id, officer=f.user.username, created_at=f.created_at, **body)
 
 
 def _scan_out(s: Scan) -> ScanOut:
-    r = ScanResult.model_validate_json(s.result_json)
-    dets = [DetectionOut(index=k, box=d.box, cls=d.cls, score=d.score, build=d.build, build_score=d.build_score,
-                         type=d.type, type_score=d.type_score, level=d.level) for k, d in enumerate(r.detections)]
     base = f"/v1/scans/{s.id}"
-    return ScanOut(id=s.id, created_at=s.created_at, officer=s.user.username, filename=s.filename, sha256=s.sha256,
-                   width=s.width, height=s.height, decision=r.decision, flags=r.flags, detections=dets,
-                   model_name=s.model_name, model_version=s.model_version, latency_ms=s.latency_ms, total_ms=s.total_ms,
-                   image_stored=s.image_stored, image_url=f"{base}/image", thumbnail_url=f"{base}/thumbnail.jpg",
-                   overlay_url=f"{base}/overlay.png", feedback=[_feedback_out(f) for f in s.feedback])
+    photo, decision, flags, dets = None, s.decision, dict[str, bool](), list[DetectionOut]()
+    if s.kind == "photo":
+        photo = PhotoResult.model_validate_json(s.result_json)
+    else:
+        r = ScanResult.model_validate_json(s.result_json)
+        decision, flags = r.decision, r.flags
+        dets = [DetectionOut(index=k, box=d.box, cls=d.cls, score=d.score, build=d.build, build_score=d.build_score,
+                             type=d.type, type_score=d.type_score, level=d.level) for k, d in enumerate(r.detections)]
+    return ScanOut(id=s.id, kind=s.kind, created_at=s.created_at, officer=s.user.username, filename=s.filename,
+                   sha256=s.sha256, width=s.width, height=s.height, decision=decision, flags=flags, detections=dets,
+                   photo=photo, model_name=s.model_name, model_version=s.model_version, latency_ms=s.latency_ms,
+                   total_ms=s.total_ms, image_stored=s.image_stored, image_url=f"{base}/image",
+                   thumbnail_url=f"{base}/thumbnail.jpg", overlay_url=f"{base}/overlay.png",
+                   feedback=[feedback_out(f) for f in s.feedback])
 
 
-def _visible_scan(db: Session, scan_id: str, principal: PrincipalDep) -> Scan:
+def visible_scan(db: Session, scan_id: str, principal: PrincipalDep) -> Scan:
+    """The scan, if ``principal`` may see it (officers: their own); 404 otherwise."""
     scan = db.get(Scan, scan_id)
     if scan is None or (not role_at_least(principal.role, "analyst") and scan.user_id != principal.user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no scan {scan_id!r} that you may see")
@@ -73,42 +99,64 @@ async def _read_capped(file: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _store(ctx: ServiceContext, principal: PrincipalDep, filename: str, fmt: str, data: bytes, screened: Screened,
-           t0: float) -> ScanOut:
+def _store(ctx: ServiceContext, principal: PrincipalDep, filename: str, fmt: str, data: bytes,
+           done: Screened | Classified, t0: float) -> ScanOut:
     """Write the files, the row and the audit line (on a thread: disk and database)."""
     scan_id = uuid.uuid4().hex
     keep = ctx.settings.retention == "full"
-    ctx.store.save(scan_id, fmt, data if keep else None, screened.thumbnail_jpeg)
-    r = screened.result
+    ctx.store.save(scan_id, fmt, data if keep else None, done.thumbnail_jpeg)
+    r = done.result
+    scan = Scan(id=scan_id, user_id=principal.user.id, filename=filename, image_format=fmt,
+                sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), width=r.width, height=r.height,
+                result_json=r.model_dump_json(), model_name=r.model_name, model_version=r.model_version,
+                latency_ms=r.latency_ms, total_ms=round((time.perf_counter() - t0) * 1000, 2), image_stored=keep)
+    if isinstance(done, Classified):
+        p = done.result
+        scan.kind, scan.decision, scan.n_detections = "photo", done.decision, 0
+        scan.classes = p.answer if done.decision == "alarm" else ""  # the answered family (or part_only)
+        details = {"kind": "photo", "sha256": scan.sha256, "decision": done.decision, "answer": p.answer, "band": p.band}
+    else:
+        x = done.result
+        scan.kind, scan.decision, scan.n_detections = "xray", x.decision, len(x.detections)
+        scan.classes = ",".join(sorted({d.cls for d in x.detections}))[:255]
+        details = {"sha256": scan.sha256, "decision": x.decision, "classes": scan.classes}
     with ctx.sessions() as db:
-        scan = Scan(id=scan_id, user_id=principal.user.id, filename=filename, image_format=fmt,
-                    sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), width=r.width, height=r.height,
-                    decision=r.decision, classes=",".join(sorted({d.cls for d in r.detections}))[:255],
-                    n_detections=len(r.detections), result_json=r.model_dump_json(), model_name=r.model_name,
-                    model_version=r.model_version, latency_ms=r.latency_ms,
-                    total_ms=round((time.perf_counter() - t0) * 1000, 2), image_stored=keep)
         db.add(scan)
-        audit.append(db, principal.username, "scan.screen", scan_id, f"{r.model_name} {r.model_version}",
-                     {"sha256": scan.sha256, "decision": r.decision, "classes": scan.classes})
+        audit.append(db, principal.username, "scan.screen", scan_id, f"{r.model_name} {r.model_version}", details)
         db.commit()
         scan.user = db.get(User, principal.user.id)  # type: ignore[assignment]
         return _scan_out(scan)
 
 
+def _model_for(ctx: ServiceContext, kind: ScanKind, name: str | None) -> LoadedModel | LoadedPhotoModel:
+    try:
+        return ctx.models.get_photo(name) if kind == "photo" else ctx.models.get(name)
+    except NoModelError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except UnknownModelError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc.args[0])) from exc
+
+
 @router.post("", response_model=ScanOut, status_code=status.HTTP_201_CREATED,
-             responses={413: {"description": "file or image too large"}, 415: {"description": "not a supported image"},
-                        422: {"description": "image cannot be decoded"}, 503: {"description": "busy; see Retry-After"}})
+             responses={409: {"description": "no model of that kind is loaded (e.g. kind=photo without a photo model)"},
+                        413: {"description": "file or image too large"}, 415: {"description": "not a supported image"},
+                        422: {"description": "unknown kind or model, or the image cannot be decoded"},
+                        503: {"description": "busy; see Retry-After"}})
 async def upload_scan(principal: PrincipalDep, ctx: ContextDep, file: Annotated[UploadFile, File()],
-                      model: Annotated[str | None, Form()] = None) -> ScanOut:
-    """Screen one JPEG, PNG, TIFF (8- or 16-bit), BMP or DICOS scan and store the result."""
+                      model: Annotated[str | None, Form()] = None,
+                      kind: Annotated[ScanKind, Form(description="xray: an X-ray scan (default); photo: a seizure "
+                                                                 "photo")] = "xray") -> ScanOut:
+    """Screen one JPEG, PNG, TIFF (8- or 16-bit), BMP or DICOS X-ray scan, or classify one seizure photo
+    (``kind=photo``: family, build and lengths), and store the result."""
     t0 = time.perf_counter()
     m = ctx.metrics
     name = (file.filename or "upload")[-255:]
     data = await _read_capped(file, int(ctx.settings.max_upload_mb * (1 << 20)))
-    try:
-        loaded = ctx.models.get(model)
-    except UnknownModelError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc.args[0])) from exc
+    loaded = _model_for(ctx, kind, model)
+    s = ctx.settings
+    work: Callable[[], Screened | Classified] = (
+        partial(classify_bytes, loaded, data, name, s.max_pixels, s.thumbnail_px) if isinstance(loaded, LoadedPhotoModel)
+        else partial(screen_bytes, loaded, data, name, s.max_pixels, s.thumbnail_px))
     try:
         info = probe_image(data, name, ctx.settings.max_pixels)
     except ImageReadError as exc:
@@ -117,9 +165,7 @@ async def upload_scan(principal: PrincipalDep, ctx: ContextDep, file: Annotated[
         raise HTTPException(code, f"{name}: {exc.reason}") from exc
     try:
         m.in_flight.inc()
-        screened = await ctx.pool.run(
-            lambda: screen_bytes(loaded, data, name, ctx.settings.max_pixels, ctx.settings.thumbnail_px),
-            ctx.settings.inference_timeout_s)
+        done = await ctx.pool.run(work, ctx.settings.inference_timeout_s)
     except BusyError as exc:
         m.rejected.labels("busy").inc()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}; retry shortly",
@@ -133,17 +179,20 @@ async def upload_scan(principal: PrincipalDep, ctx: ContextDep, file: Annotated[
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {exc.reason}") from exc
     finally:
         m.in_flight.dec()
-    r = screened.result
-    m.inference_seconds.labels(r.model_name).observe(r.latency_ms / 1000)
-    m.decisions.labels(r.decision, r.model_name).inc()
-    for d in r.detections:
-        m.detections.labels(d.cls, d.level).inc()
-    return await run_in_threadpool(_store, ctx, principal, name, info.format, data, screened, t0)
+    m.inference_seconds.labels(done.result.model_name).observe(done.result.latency_ms / 1000)
+    if isinstance(done, Classified):
+        m.photo_answers.labels(done.result.answer, done.result.band, done.result.model_name).inc()
+    else:
+        m.decisions.labels(done.result.decision, done.result.model_name).inc()
+        for d in done.result.detections:
+            m.detections.labels(d.cls, d.level).inc()
+    return await run_in_threadpool(_store, ctx, principal, name, info.format, data, done, t0)
 
 
 @router.get("", response_model=ScanPage)
 def list_scans(principal: PrincipalDep, db: SessionDep,
                decision: Annotated[str | None, Query(pattern="^(clear|uncertain|alarm)$")] = None,
+               kind: Annotated[ScanKind | None, Query(description="xray or photo; both when absent")] = None,
                officer: Annotated[str | None, Query(max_length=64)] = None,
                since: datetime | None = None, until: datetime | None = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> ScanPage:
@@ -157,6 +206,8 @@ def list_scans(principal: PrincipalDep, db: SessionDep,
         q = q.where(User.username == officer.lower())
     if decision:
         q = q.where(Scan.decision == decision)
+    if kind:
+        q = q.where(Scan.kind == kind)
     if since:
         q = q.where(Scan.created_at >= since)
     if until:
@@ -164,17 +215,21 @@ def list_scans(principal: PrincipalDep, db: SessionDep,
     total = int(db.scalar(select(func.count()).select_from(q.subquery())) or 0)
     page = q.order_by(Scan.created_at.desc(), Scan.id).limit(limit).offset(offset)
     rows = db.scalars(page.options(selectinload(Scan.user), selectinload(Scan.feedback))).all()
-    items = [ScanSummary(id=s.id, created_at=s.created_at, officer=s.user.username, filename=s.filename,
-                         decision=s.decision, n_detections=s.n_detections,
-                         classes=[c for c in s.classes.split(",") if c], has_feedback=bool(s.feedback),
-                         thumbnail_url=f"/v1/scans/{s.id}/thumbnail.jpg") for s in rows]
-    return ScanPage(items=items, total=total, limit=limit, offset=offset)
+    return ScanPage(items=[_summary(s) for s in rows], total=total, limit=limit, offset=offset)
+
+
+def _summary(s: Scan) -> ScanSummary:
+    photo = json.loads(s.result_json) if s.kind == "photo" else {}
+    return ScanSummary(id=s.id, kind=s.kind, created_at=s.created_at,
+                       officer=s.user.username, filename=s.filename, decision=s.decision, n_detections=s.n_detections,
+                       classes=[c for c in s.classes.split(",") if c], answer=photo.get("answer"), band=photo.get("band"),
+                       has_feedback=bool(s.feedback), thumbnail_url=f"/v1/scans/{s.id}/thumbnail.jpg")
 
 
 @router.get("/{scan_id}", response_model=ScanOut)
 def get_scan(scan_id: str, principal: PrincipalDep, db: SessionDep) -> ScanOut:
     """One scan's result and feedback."""
-    return _scan_out(_visible_scan(db, scan_id, principal))
+    return _scan_out(visible_scan(db, scan_id, principal))
 
 
 def _load_display(ctx: ServiceContext, scan: Scan) -> NDArray[np.uint8] | None:
@@ -197,7 +252,7 @@ _PRIVATE = {"Cache-Control": "private, max-age=3600"}
 @router.get("/{scan_id}/image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def get_image(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> Response:
     """The scan as an 8-bit JPEG at full size (410 when retention kept only the thumbnail)."""
-    scan = _visible_scan(db, scan_id, principal)
+    scan = visible_scan(db, scan_id, principal)
     image = _load_display(ctx, scan)
     if image is None:
         raise HTTPException(status.HTTP_410_GONE, "the full scan is no longer kept (retention); the thumbnail is")
@@ -207,7 +262,7 @@ def get_image(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: Contex
 @router.get("/{scan_id}/thumbnail.jpg", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def get_thumbnail(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> Response:
     """A small JPEG of the scan, kept for as long as the record."""
-    scan = _visible_scan(db, scan_id, principal)
+    scan = visible_scan(db, scan_id, principal)
     path = ctx.store.thumbnail(scan.id)
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "thumbnail missing from storage")
@@ -216,56 +271,19 @@ def get_thumbnail(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: Co
 
 @router.get("/{scan_id}/overlay.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def get_overlay(scan_id: str, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> Response:
-    """The scan with its boxes, labels and decision banner (drawn on the thumbnail if the scan is gone)."""
-    scan = _visible_scan(db, scan_id, principal)
-    result = ScanResult.model_validate_json(scan.result_json)
+    """The scan with its boxes, labels and decision banner, or the photo with its answer, build, lengths and
+    reference card (drawn on the thumbnail if the upload is gone)."""
+    scan = visible_scan(db, scan_id, principal)
     image = _load_display(ctx, scan)
     if image is None:
         path = ctx.store.thumbnail(scan.id)
         thumb = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR) if path.is_file() else None
         if thumb is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "neither the scan nor its thumbnail is in storage")
-        image = np.asarray(thumb, np.uint8)  # render_overlay scales the boxes to it
-    ok, buf = cv2.imencode(".png", render_overlay(image, result))
+        image = np.asarray(thumb, np.uint8)  # the renderers scale the boxes and the card to it
+    drawn = render_photo_overlay(image, PhotoResult.model_validate_json(scan.result_json)) if scan.kind == "photo" \
+        else render_overlay(image, ScanResult.model_validate_json(scan.result_json))
+    ok, buf = cv2.imencode(".png", drawn)
     if not ok:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "could not encode the overlay")
     return Response(buf.tobytes(), media_type="image/png", headers=_PRIVATE)
-
-
-@router.post("/{scan_id}/feedback", response_model=FeedbackOut, status_code=status.HTTP_201_CREATED)
-def post_feedback(scan_id: str, body: FeedbackIn, principal: PrincipalDep, db: SessionDep, ctx: ContextDep) -> FeedbackOut:
-    """Confirm or reject detections and add missed boxes; every submission is kept and audited."""
-    scan = _visible_scan(db, scan_id, principal)
-    result = ScanResult.model_validate_json(scan.result_json)
-    classes = _classes_for(ctx, scan)
-    for v in body.detections:
-        if v.index >= len(result.detections):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"detection {v.index} does not exist; this scan lists {len(result.detections)}")
-        if v.cls is not None and v.cls not in classes:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown class {v.cls!r}; use one of {sorted(classes)}")
-    for mb in body.missed:
-        if mb.cls not in classes:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown class {mb.cls!r}; use one of {sorted(classes)}")
-        if mb.box[2] > scan.width + 1 or mb.box[3] > scan.height + 1:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"box {mb.box} lies outside the {scan.width}x{scan.height} scan")
-    if not body.detections and not body.missed and not body.comment:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty feedback: give a verdict, a missed box or a comment")
-    fb = Feedback(scan_id=scan.id, user_id=principal.user.id, body_json=body.model_dump_json())
-    db.add(fb)
-    db.flush()
-    audit.append(db, principal.username, "scan.feedback", scan.id, f"{scan.model_name} {scan.model_version}",
-                 {"feedback_id": fb.id, "confirmed": sum(v.verdict == "confirmed" for v in body.detections),
-                  "rejected": sum(v.verdict == "rejected" for v in body.detections), "missed": len(body.missed)})
-    db.commit()
-    db.refresh(fb)
-    return _feedback_out(fb)
-
-
-def _classes_for(ctx: ServiceContext, scan: Scan) -> set[str]:
-    """The classes of the model that screened ``scan`` (the taxonomy's if that model is no longer loaded)."""
-    for m in ctx.models.models.values():
-        if m.detector.metadata.name == scan.model_name:
-            return set(m.detector.metadata.classes)
-    return set(CLASSES)

@@ -35,7 +35,8 @@ function describe(status, detail) {
   if (status === 404) return withReason("Not found");
   if (status === 410) return withReason("No longer available");
   if (status === 413) return withReason("The file is too big");
-  if (status === 415 || status === 422) return withReason("The file could not be read as a scan");
+  if (status === 409) return withReason("The service cannot do this now");
+  if (status === 415 || status === 422) return withReason("The file could not be read as a scan or photo");
   if (status === 429) return withReason("Too many requests. Please wait a moment and try again");
   if (status === 503) return withReason("The service is busy. Please try again shortly");
   if (status >= 500) return withReason(`The service had a problem (error ${status})`);
@@ -110,7 +111,7 @@ export async function api(method, path, { json, onBusy } = {}) {
   }
 }
 
-function xhrUpload(path, file, onProgress) {
+function xhrUpload(path, file, kind, onProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
@@ -122,14 +123,18 @@ function xhrUpload(path, file, onProgress) {
     xhr.onerror = () => resolve({ status: 0, text: "", retryAfter: null });
     const form = new FormData();
     form.append("file", file, file.name);
+    form.append("kind", kind);
     xhr.send(form);
   });
 }
 
-/** Multipart upload of one scan with upload progress (0..1); retries after 503 like `api`. */
-export async function uploadScan(file, { onProgress, onBusy } = {}) {
+/**
+ * Multipart upload of one X-ray scan (kind "xray") or seizure photo (kind "photo") with upload progress (0..1);
+ * retries after 503 like `api`.
+ */
+export async function uploadScan(file, { kind = "xray", onProgress, onBusy } = {}) {
   for (let attempt = 0; ; attempt++) {
-    const res = await xhrUpload("/v1/scans", file, onProgress);
+    const res = await xhrUpload("/v1/scans", file, kind, onProgress);
     if (res.status === 503 && attempt < MAX_BUSY_RETRIES) {
       const wait = retryAfterSeconds(res.retryAfter);
       if (onBusy) onBusy(wait, attempt + 1);

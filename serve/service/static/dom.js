@@ -50,6 +50,37 @@ export function decisionBadge(decision) {
   return h("span", { class: `badge badge-${decision}` }, d ? d.badge : String(decision));
 }
 
+export const KINDS = {
+  xray: { label: "X-ray scan", short: "X-ray" },
+  photo: { label: "Seizure photo", short: "Photo" },
+};
+
+export function kindTag(kind) {
+  const k = KINDS[kind] || KINDS.xray;
+  return h("span", { class: `kind-tag kind-${kind || "xray"}` }, k.short);
+}
+
+/** A seizure photo's confidence band: what it means for the officer. */
+export const BANDS = {
+  confident: { badge: "Confident", hint: "The model is confident of this answer." },
+  probable: { badge: "Probable", hint: "The answer is likely, not certain: check it against the item." },
+  uncertain: {
+    badge: "Uncertain",
+    hint: "The model cannot tell what this is. An officer or a firearms expert must identify it; "
+      + "the model's best guesses are listed below.",
+  },
+};
+
+export function bandBadge(band) {
+  const b = BANDS[band];
+  return h("span", { class: `badge band-${band}` }, b ? b.badge : String(band));
+}
+
+/** A photo's answer in words: "semi auto pistol", "no firearm", or "not identified" when the model abstains. */
+export function answerWords(answer) {
+  return answer === "uncertain" ? "not identified" : words(answer);
+}
+
 /** "frame_receiver" -> "frame receiver". */
 export function words(name) {
   return name ? String(name).replaceAll("_", " ") : "";

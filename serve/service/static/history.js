@@ -1,8 +1,8 @@
-// History view: past scans with filters and pages. The filters live in the address
-// (#/history?decision=alarm&from=2026-11-01&offset=25), so Back and bookmarks work.
+// History view: past scans and seizure photos with filters and pages. The filters live in the address
+// (#/history?kind=photo&decision=alarm&from=2026-11-01&offset=25), so Back and bookmarks work.
 
 import { api } from "./api.js";
-import { decisionBadge, fill, formatTime, h, words } from "./dom.js";
+import { answerWords, bandBadge, decisionBadge, fill, formatTime, h, kindTag, words } from "./dom.js";
 
 const PAGE = 25;
 
@@ -15,6 +15,7 @@ function dayStart(day, days = 0) {
 function apiQuery(q, canFilterOfficer) {
   const p = new URLSearchParams({ limit: String(PAGE), offset: q.get("offset") || "0" });
   if (q.get("decision")) p.set("decision", q.get("decision"));
+  if (q.get("kind")) p.set("kind", q.get("kind"));
   if (canFilterOfficer && q.get("officer")) p.set("officer", q.get("officer"));
   if (q.get("from")) p.set("since", dayStart(q.get("from")));
   if (q.get("to")) p.set("until", dayStart(q.get("to"), 1));
@@ -34,6 +35,11 @@ function filters(q, canFilterOfficer) {
     h("option", { value: "uncertain" }, "Uncertain"),
     h("option", { value: "clear" }, "Clear"));
   decision.value = q.get("decision") || "";
+  const kind = h("select", { id: "f-kind", name: "kind" },
+    h("option", { value: "" }, "Scans and photos"),
+    h("option", { value: "xray" }, "X-ray scans"),
+    h("option", { value: "photo" }, "Seizure photos"));
+  kind.value = q.get("kind") || "";
   const officer = canFilterOfficer ? h("input", { id: "f-officer", name: "officer", value: q.get("officer") || "", autocomplete: "off" }) : null;
   const from = h("input", { id: "f-from", name: "from", type: "date", value: q.get("from") || "" });
   const to = h("input", { id: "f-to", name: "to", type: "date", value: q.get("to") || "" });
@@ -41,9 +47,11 @@ function filters(q, canFilterOfficer) {
   return h("form", {
     class: "filters card", id: "filters", onsubmit: (e) => {
       e.preventDefault();
-      go(new URLSearchParams({ decision: decision.value, officer: officer ? officer.value.trim() : "", from: from.value, to: to.value }));
+      go(new URLSearchParams({ kind: kind.value, decision: decision.value, officer: officer ? officer.value.trim() : "",
+        from: from.value, to: to.value }));
     },
   },
+  field("f-kind", "Kind", kind),
   field("f-decision", "Result", decision),
   officer ? field("f-officer", "Officer", officer) : null,
   field("f-from", "From date", from),
@@ -62,10 +70,13 @@ function row(item) {
     })),
     h("td", {}, formatTime(item.created_at)),
     h("td", {}, item.officer),
+    h("td", { class: "kind" }, kindTag(item.kind)),
     h("td", { class: "fname" }, h("a", { href }, item.filename)),
     h("td", {}, decisionBadge(item.decision)),
-    h("td", { class: "num" }, String(item.n_detections),
-      item.classes && item.classes.length ? h("span", { class: "classes" }, ` (${item.classes.map(words).join(", ")})`) : null),
+    item.kind === "photo"
+      ? h("td", { class: "answer" }, `${answerWords(item.answer)} `, item.band ? bandBadge(item.band) : null)
+      : h("td", { class: "num" }, String(item.n_detections),
+        item.classes && item.classes.length ? h("span", { class: "classes" }, ` (${item.classes.map(words).join(", ")})`) : null),
     h("td", { class: "fb" }, item.has_feedback ? h("span", { class: "fb-yes" }, "✓ Yes") : h("span", { class: "fb-no" }, "—")));
   tr.addEventListener("click", (e) => {
     if (!e.target.closest("a")) location.hash = href;
@@ -98,7 +109,7 @@ export async function renderHistory(view, ctx, q) {
     results);
   const page = await api("GET", `/v1/scans?${apiQuery(q, canFilterOfficer)}`);
   if (!ctx.isCurrent()) return;
-  const filtered = ["decision", "officer", "from", "to"].some((k) => q.get(k));
+  const filtered = ["kind", "decision", "officer", "from", "to"].some((k) => q.get(k));
   if (!page.items.length) {
     fill(results, h("p", { class: "empty card" }, page.total
       ? "There are no more scans on this page."
@@ -110,7 +121,7 @@ export async function renderHistory(view, ctx, q) {
     h("div", { class: "table-wrap" },
       h("table", { class: "history", id: "history-table" },
         h("caption", { class: "visually-hidden" }, "Past scans; select a row to open its result"),
-        h("thead", {}, h("tr", {}, ["Scan", "Time", "Officer", "File", "Result", "Items marked", "Feedback"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Image", "Time", "Officer", "Kind", "File", "Result", "Items marked or answer", "Feedback"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, page.items.map(row)))),
     pager(page, q));
 }

@@ -1,24 +1,30 @@
 // Result view for one scan: the decision banner, the image with its boxes, the detections and the
 // officer's feedback (confirm, reject, correct the class, mark missed items, comment).
 
-import { ApiError, api, fetchImage } from "./api.js";
-import { DECISIONS, fill, formatTime, h, percent, words } from "./dom.js";
+import { api } from "./api.js";
+import { DECISIONS, fill, h, percent, words } from "./dom.js";
 import { createFeedback, renderStoredFeedback } from "./feedback.js";
-import { createViewer, detectionLabel } from "./overlay.js";
+import { createViewer } from "./overlay.js";
+import { renderPhotoResult } from "./photo.js";
+import { meta, showImage } from "./scanparts.js";
 
 const LEVELS = { alarm: "Alarm", uncertain: "Uncertain", below: "Below threshold" };
 let modelsPromise = null;
-let imageUrl = null; // object URL of the image shown last; released when another is shown
 
-/** {classes, builds} the officer may choose: those of the model that screened this scan, else the default model's. */
-async function vocabularyFor(scan) {
+/**
+ * {classes, builds} the officer may choose: those of the model that handled this scan, else the default model
+ * of the scan's kind (X-ray detector or photo classifier).
+ */
+export async function vocabularyFor(scan) {
   modelsPromise = modelsPromise || api("GET", "/v1/models").catch((err) => {
     modelsPromise = null;
     throw err;
   });
   const m = await modelsPromise;
-  const models = m.models || [];
-  const model = models.find((x) => x.name === scan.model_name) || models.find((x) => x.name === m.default) || models[0];
+  const kind = scan.kind || "xray";
+  const models = (m.models || []).filter((x) => (x.kind || "xray") === kind);
+  const fallback = kind === "photo" ? m.default_photo : m.default;
+  const model = models.find((x) => x.name === scan.model_name) || models.find((x) => x.name === fallback) || models[0];
   if (!model || !model.classes || !model.classes.length) throw new Error("the service lists no model classes");
   return { classes: model.classes, builds: model.builds || [] };
 }
@@ -31,41 +37,6 @@ function banner(scan) {
     h("h1", { class: "banner-title" }, d.banner),
     h("p", { class: "banner-hint" }, d.hint),
     found ? h("p", { class: "banner-flags" }, `Found: ${found}`) : null);
-}
-
-function meta(scan) {
-  const item = (k, v) => h("div", {}, h("dt", {}, k), h("dd", {}, v));
-  return h("dl", { class: "meta" },
-    item("File", scan.filename),
-    item("Screened", formatTime(scan.created_at)),
-    item("Officer", scan.officer),
-    item("Image size", `${scan.width} × ${scan.height} px`),
-    item("Model", `${scan.model_name} ${scan.model_version}`),
-    item("Time taken", `${Math.round(scan.total_ms ?? scan.latency_ms)} ms`));
-}
-
-async function showImage(viewer, scan) {
-  const alt = `X-ray scan ${scan.filename}`;
-  let url;
-  try {
-    if (scan.image_stored === false) throw new ApiError(410, "");
-    url = await fetchImage(scan.image_url);
-  } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 410) {
-      viewer.setMessage(`The image cannot be shown. ${err.message}`);
-      return;
-    }
-    try {
-      url = await fetchImage(scan.thumbnail_url);
-      viewer.setMessage("The full-resolution image is no longer kept; showing the small preview.");
-    } catch (err2) {
-      viewer.setMessage(`The image is no longer kept. ${err2.message}`);
-      return;
-    }
-  }
-  if (imageUrl) URL.revokeObjectURL(imageUrl);
-  imageUrl = url;
-  viewer.setImage(url, alt);
 }
 
 function detectionItem(d, position, fb) {
@@ -95,6 +66,10 @@ export async function renderResult(view, ctx, id) {
   fill(view, h("p", { class: "loading", role: "status" }, "Loading the scan…"));
   let scan = await api("GET", `/v1/scans/${encodeURIComponent(id)}`);
   if (!ctx.isCurrent()) return;
+  if (scan.kind === "photo") {
+    await renderPhotoResult(view, ctx, scan, vocabularyFor(scan));
+    return;
+  }
   const title = (DECISIONS[scan.decision] || {}).badge || scan.decision;
   ctx.setTitle(`${title}: ${scan.filename}`);
 
@@ -141,5 +116,5 @@ export async function renderResult(view, ctx, id) {
         storedEl)));
   fb.redraw();
   renderStoredFeedback(storedEl, scan, positions);
-  await showImage(viewer, scan);
+  await showImage(viewer, scan, `X-ray scan ${scan.filename}`);
 }

@@ -1,12 +1,14 @@
-// Screening view: drop or pick scans, upload them two at a time, follow each one to its result.
-// The list survives moving to a result and back (it lives in this module, not in the page).
+// Screening view: choose what is sent (X-ray scans or seizure photos), drop or pick files, upload them two at a
+// time, follow each one to its result. The list and the choice survive moving to a result and back (they live in
+// this module, not in the page).
 
-import { ApiError, uploadScan } from "./api.js";
-import { decisionBadge, fill, h } from "./dom.js";
+import { ApiError, api, uploadScan } from "./api.js";
+import { KINDS, answerWords, decisionBadge, fill, h, kindTag } from "./dom.js";
 
 const PARALLEL = 2;
 const ACCEPT = ".jpg,.jpeg,.png,.tif,.tiff,.bmp,.dcs,.dcm,image/jpeg,image/png,image/tiff,image/bmp,application/dicom";
-const queue = []; // {id, file, status: waiting|uploading|screening|done|failed, progress, text, scan}
+const queue = []; // {id, file, kind, status: waiting|uploading|screening|done|failed, progress, text, scan}
+let kind = "xray"; // what the next files are: "xray" or "photo"
 let nextId = 1;
 let running = 0;
 let listEl = null;
@@ -21,7 +23,11 @@ function humanSize(bytes) {
 function statusText(item) {
   if (item.status === "waiting") return "Waiting…";
   if (item.status === "uploading") return `Sending… ${Math.round(item.progress * 100)} %`;
-  if (item.status === "screening") return item.text || "Screening…";
+  if (item.status === "screening") return item.text || (item.kind === "photo" ? "Classifying…" : "Screening…");
+  if (item.status === "done" && item.scan.photo) {
+    const p = item.scan.photo;
+    return `Classified: ${answerWords(p.answer)} (${p.band})`;
+  }
   if (item.status === "done") {
     const n = item.scan.detections.length;
     return `Screened: ${n ? `${n} item${n === 1 ? "" : "s"} marked` : "nothing marked"}`;
@@ -30,8 +36,9 @@ function statusText(item) {
 }
 
 function itemEl(item) {
-  const li = h("li", { class: `qitem q-${item.status}`, dataset: { status: item.status, file: item.file.name } });
+  const li = h("li", { class: `qitem q-${item.status}`, dataset: { status: item.status, file: item.file.name, kind: item.kind } });
   const head = h("div", { class: "qhead" },
+    kindTag(item.kind),
     h("span", { class: "qname" }, item.file.name),
     h("span", { class: "qsize" }, humanSize(item.file.size)));
   const right = h("div", { class: "qstate" });
@@ -85,6 +92,7 @@ async function work(item) {
   renderList(item);
   try {
     item.scan = await uploadScan(item.file, {
+      kind: item.kind,
       onProgress: (p) => {
         item.progress = p;
         if (p >= 1) item.status = "screening";
@@ -117,7 +125,7 @@ function pump() {
 }
 
 function addFiles(files) {
-  for (const file of files) queue.push({ id: nextId++, file, status: "waiting", progress: 0, text: "", scan: null });
+  for (const file of files) queue.push({ id: nextId++, file, kind, status: "waiting", progress: 0, text: "", scan: null });
   renderList();
   pump();
 }
@@ -134,6 +142,37 @@ window.addEventListener("drop", (e) => {
   if (onScreen() && files.length) addFiles(files);
 });
 
+const DROP_TEXT = {
+  xray: { title: "Drop X-ray scans here", formats: "JPEG, PNG, TIFF, BMP or DICOS. You can drop several files at once.",
+    pick: "Choose scan files…" },
+  photo: { title: "Drop seizure photos here", formats: "JPEG, PNG, TIFF or BMP photos of a seized item, ideally with "
+    + "an ID card or a ruler beside it for its length. You can drop several files at once.", pick: "Choose photo files…" },
+};
+
+/** The choice "X-ray scan / Seizure photo"; the photo choice is disabled while the service has no photo model. */
+function kindChoice(onChange) {
+  const radio = (value) => {
+    const input = h("input", { type: "radio", name: "kind", id: `kind-${value}`, value, checked: kind === value,
+      onchange: () => onChange(value) });
+    return h("label", { class: "kind-option", for: `kind-${value}` }, input, " ", KINDS[value].label);
+  };
+  const note = h("p", { class: "hint", id: "kind-note", hidden: true });
+  const group = h("fieldset", { class: "kind-choice", id: "kind-choice" },
+    h("legend", {}, "What are you sending?"), radio("xray"), radio("photo"), note);
+  api("GET", "/v1/models").then((m) => {
+    if ((m.kinds || ["xray"]).includes("photo")) return;
+    const photo = group.querySelector("#kind-photo");
+    photo.disabled = true;
+    note.hidden = false;
+    note.textContent = "Seizure photos cannot be classified here yet: no photo model is loaded on this service.";
+    if (kind === "photo") {
+      group.querySelector("#kind-xray").checked = true;
+      onChange("xray");
+    }
+  }).catch(() => {}); // the upload itself will say what is wrong
+  return group;
+}
+
 export function renderScreen(view, ctx) {
   ctx.setTitle("Screen parcels");
   const input = h("input", { type: "file", id: "file-input", multiple: true, accept: ACCEPT, class: "visually-hidden", tabindex: "-1" });
@@ -141,11 +180,21 @@ export function renderScreen(view, ctx) {
     addFiles([...input.files]);
     input.value = "";
   });
-  const pick = h("button", { type: "button", class: "primary big", id: "pick-files", onclick: () => input.click() }, "Choose scan files…");
-  const drop = h("div", { class: "dropzone", id: "dropzone" },
-    h("p", { class: "drop-title" }, "Drop X-ray scans here"),
-    h("p", {}, "JPEG, PNG, TIFF, BMP or DICOS. You can drop several files at once."),
-    h("p", {}, "or"), pick, input);
+  const pick = h("button", { type: "button", class: "primary big", id: "pick-files", onclick: () => input.click() });
+  const title = h("p", { class: "drop-title", id: "drop-title" });
+  const formats = h("p", { id: "drop-formats" });
+  const showKind = () => {
+    const t = DROP_TEXT[kind];
+    title.textContent = t.title;
+    formats.textContent = t.formats;
+    pick.textContent = t.pick;
+  };
+  showKind();
+  const choice = kindChoice((value) => {
+    kind = value;
+    showKind();
+  });
+  const drop = h("div", { class: "dropzone", id: "dropzone" }, title, formats, h("p", {}, "or"), pick, input);
   let depth = 0;
   drop.addEventListener("dragenter", (e) => {
     e.preventDefault();
@@ -179,6 +228,7 @@ export function renderScreen(view, ctx) {
   }, "Clear finished from list");
   fill(view,
     h("h1", {}, "Screen parcels"),
+    choice,
     drop,
     h("section", { class: "card" },
       h("div", { class: "row-between" }, h("h2", {}, "Scans sent"), clear),

@@ -1,0 +1,234 @@
+"""The torch-free seizure-photo engine: firearm family, build, confidence band and lengths.
+
+``PhotoClassifier.from_onnx(path)`` rebuilds everything from the model's metadata (``task: photo``):
+classes, builds, mask names, preprocessing, the temperatures and the confidence bands chosen on
+validation renders, and the reference card's size. For each photo it answers:
+
+- the **family** (or ``part_only`` / ``no_firearm``) with its temperature-scaled probability and a
+  **band**: ``confident`` or ``probable`` (thresholds stored in the model), else ``uncertain``, in
+  which case the answer is ``uncertain`` rather than a guess (the best guesses are still listed);
+- the **build** (metal, polymer or printed) of the weapon, when there is one;
+- the **lengths** (overall and barrel, in mm, with an uncertainty) measured against an ID-1 card or a
+  ruler, or a note saying that no reference is visible (``armscan.inference.measure``).
+
+With ``rotations`` the photo is also classified turned by 90, 180 and 270 degrees and the
+probabilities are averaged (test-time augmentation; four times the compute).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from armscan.inference.engine import ModelLoadError, open_session
+from armscan.inference.measure import measure
+from armscan.inference.preprocess import PreprocessSpec, preprocess
+
+PHOTO_OUTPUTS = ("family", "build", "masks")
+Band = Literal["confident", "probable", "uncertain"]
+PhotoRunFn = Callable[[NDArray[np.float32]], dict[str, NDArray[np.float32]]]
+
+
+class PhotoBands(BaseModel):
+    """Probability thresholds on the top class (after temperature scaling), chosen on validation renders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confident: float = Field(0.9, gt=0.0, le=1.0)  # at least this: "confident"
+    probable: float = Field(0.6, gt=0.0, le=1.0)  # at least this: "probable"; below: "uncertain", no answer
+    chosen_on: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> PhotoBands:
+        if self.probable > self.confident:
+            raise ValueError("the probable threshold must not exceed the confident one")
+        return self
+
+
+class PhotoMetadata(BaseModel):
+    """Everything photo inference needs to know about a model."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    format_version: int = 1
+    task: Literal["photo"] = "photo"
+    name: str
+    version: str
+    architecture: str
+    classes: list[str]
+    builds: list[str]
+    masks: list[str]
+    mask_stride: int
+    no_firearm: str = "no_firearm"
+    part_only: str = "part_only"
+    card_mm: tuple[float, float] = (85.60, 53.98)  # ISO/IEC 7810 ID-1
+    preprocess: dict[str, Any]
+    input_name: str = "images"
+    temperature: float = Field(1.0, gt=0.0)  # family logits are divided by it
+    build_temperature: float = Field(1.0, gt=0.0)
+    bands: PhotoBands = Field(default_factory=PhotoBands)
+    # Classify a second time on the weapon's crop (found by the weapon mask) and average the two: more
+    # pixels on a small weapon. Set at export when it is better on validation photos.
+    crop_refine: bool = False
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Compact JSON for the ONNX metadata."""
+        return self.model_dump_json()
+
+
+class Guess(BaseModel):
+    """One class and its probability."""
+
+    label: str
+    probability: float
+
+
+class LengthMM(BaseModel):
+    """A length in millimetres with its uncertainty (about two standard deviations)."""
+
+    mm: float
+    plus_minus_mm: float
+
+
+class PhotoResult(BaseModel):
+    """The answer for one seizure photo."""
+
+    source: str = ""
+    width: int
+    height: int
+    answer: str = Field(description="the family, part_only or no_firearm; 'uncertain' when the model abstains")
+    label: str = Field(description="the most probable class, even when the model abstains")
+    probability: float
+    band: Band
+    top: list[Guess]
+    build: str | None = Field(None, description="metal, polymer or printed; None when there is no weapon")
+    build_probability: float | None = None
+    reference: Literal["card", "ruler"] | None = None
+    overall_length: LengthMM | None = None
+    barrel_length: LengthMM | None = None
+    mm_per_px: float | None = None
+    card_corners: list[tuple[float, float]] | None = None
+    length_note: str = ""
+    model_name: str
+    model_version: str
+    latency_ms: float
+
+
+def _softmax(x: NDArray[np.float32], t: float) -> NDArray[np.float32]:
+    z = x / t
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: NDArray[np.float32] = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    out: NDArray[np.float32] = (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32)
+    return out
+
+
+class PhotoClassifier:
+    """Classifies and measures seizure photos with one model. Thread-safe on onnxruntime."""
+
+    def __init__(self, run: PhotoRunFn, metadata: PhotoMetadata) -> None:
+        self._run = run
+        self.metadata = metadata
+        self.spec = PreprocessSpec.from_dict(metadata.preprocess)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, threads: int | None = None) -> PhotoClassifier:
+        """Load an exported photo model."""
+        session, meta = open_session(path, threads)
+        if meta.get("task") != "photo":
+            raise ModelLoadError(f"{path}: an X-ray detector, not a photo model (for X-ray scans: --kind xray)")
+        try:
+            metadata = PhotoMetadata.model_validate(meta)
+        except ValueError as exc:
+            raise ModelLoadError(f"{path}: invalid armscan photo metadata ({exc})") from exc
+        names = [o.name for o in session.get_outputs()]
+        missing = set(PHOTO_OUTPUTS) - set(names)
+        if missing:
+            raise ModelLoadError(f"{path}: outputs {sorted(missing)} are missing")
+
+        def run(batch: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
+            outs = session.run(names, {metadata.input_name: batch})
+            return {n: np.asarray(o) for n, o in zip(names, outs, strict=True)}
+
+        return cls(run, metadata)
+
+    def probabilities(self, image: NDArray[np.uint8], rotations: bool = False
+                      ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], float]:
+        """(family probabilities (K,), build probabilities (NB,), mask probabilities (M, h, w), input scale)."""
+        x, lb = preprocess(image, self.spec)
+        if not rotations:
+            out = self._run(x[None])
+            fam, build = out["family"][0], out["build"][0]
+        else:  # the four quarter turns of the letterboxed input, in one batch
+            batch = np.stack([np.rot90(x, k, axes=(1, 2)) for k in range(4)]).copy()
+            out = self._run(batch)
+            fam = out["family"].mean(axis=0)
+            build = out["build"].mean(axis=0)
+        md = self.metadata
+        masks = _sigmoid(out["masks"][0])
+        if md.crop_refine:
+            crop = self._weapon_crop(image, masks, lb.scale)
+            if crop is not None:
+                xc, _ = preprocess(crop, self.spec)
+                out_c = self._run(xc[None])
+                fam = (fam + out_c["family"][0]) / 2
+                build = (build + out_c["build"][0]) / 2
+        return (_softmax(fam, md.temperature), _softmax(build, md.build_temperature), masks, float(lb.scale))
+
+    def _weapon_crop(self, image: NDArray[np.uint8], masks: NDArray[np.float32], scale: float) -> NDArray[np.uint8] | None:
+        """The photo cut around the weapon mask (with a margin of a fifth of its size), or None without one."""
+        weapon = masks[self.metadata.masks.index("weapon")] > 0.3
+        if weapon.sum() < 4:
+            return None
+        ys, xs = np.nonzero(weapon)
+        k = self.metadata.mask_stride / scale  # original pixels per mask cell
+        x0, x1, y0, y1 = xs.min() * k, (xs.max() + 1) * k, ys.min() * k, (ys.max() + 1) * k
+        mx, my = 0.2 * (x1 - x0) + k, 0.2 * (y1 - y0) + k
+        h, w = image.shape[:2]
+        x0, y0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
+        x1, y1 = int(min(w, x1 + mx)), int(min(h, y1 + my))
+        if (x1 - x0) * (y1 - y0) > 0.8 * w * h or x1 - x0 < 8 or y1 - y0 < 8:
+            return None  # the weapon already fills the photo: nothing to gain
+        return image[y0:y1, x0:x1]
+
+    def classify(self, image: NDArray[np.uint8], source: str = "", rotations: bool = False,
+                 measure_length: bool = True) -> PhotoResult:
+        """Classify one BGR photo, and measure the weapon when a card or ruler is visible."""
+        t0 = time.perf_counter()
+        md = self.metadata
+        fam, build, masks, scale = self.probabilities(image, rotations)
+        order = np.argsort(-fam)
+        label, p = md.classes[int(order[0])], float(fam[order[0]])
+        band: Band = "confident" if p >= md.bands.confident else "probable" if p >= md.bands.probable else "uncertain"
+        h, w = image.shape[:2]
+        result = PhotoResult(source=source, width=w, height=h, answer=label if band != "uncertain" else "uncertain",
+                             label=label, probability=round(p, 4), band=band,
+                             top=[Guess(label=md.classes[int(i)], probability=round(float(fam[i]), 4)) for i in order[:3]],
+                             model_name=md.name, model_version=md.version, latency_ms=0.0)
+        weapon_likely = float(fam[md.classes.index(md.no_firearm)]) < 0.5 if md.no_firearm in md.classes else True
+        if weapon_likely:
+            b = int(np.argmax(build))
+            result.build, result.build_probability = md.builds[b], round(float(build[b]), 4)
+        if measure_length and weapon_likely:
+            m = measure(masks, image, md.card_mm, float(scale), md.mask_stride, md.masks)
+            result.reference, result.mm_per_px, result.card_corners = m.reference, m.mm_per_px, m.card_corners
+            result.length_note = m.note
+            if m.overall is not None:
+                result.overall_length = LengthMM(mm=m.overall.mm, plus_minus_mm=m.overall.plus_minus_mm)
+            if m.barrel is not None:
+                result.barrel_length = LengthMM(mm=m.barrel.mm, plus_minus_mm=m.barrel.plus_minus_mm)
+        elif measure_length:
+            result.length_note = "no weapon in the photo: nothing to measure"
+        result.latency_ms = round((time.perf_counter() - t0) * 1000, 2)
+        return result

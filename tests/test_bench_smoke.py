@@ -1,0 +1,44 @@
+"""The INT8 study's quantization round-trips through the inference engine: a tiny model (random-ish weights,
+128 px), quantized with onnxruntime's static QDQ, keeps its armscan metadata and screens an image."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _int8_study():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("int8_study", BENCH / "int8_study.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["int8_study"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_int8_round_trip_keeps_metadata(tiny_onnx: Path, tiny_coco: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    from armscan.datasets.coco import read_coco
+    from armscan.datasets.readers import read_image
+    from armscan.inference.engine import Detector
+
+    study = _int8_study()
+    variant = next(v for v in study.variants() if v.key == "qdq_keep_head_dw")  # also exercises nodes_to_exclude
+    records = read_coco(tiny_coco)
+    out = study.quantize(tiny_onnx, tmp_path / "int8.onnx", records[:4], variant)
+
+    fp32, int8 = Detector.from_onnx(tiny_onnx, threads=1), Detector.from_onnx(out, threads=1)
+    assert int8.metadata.model_dump(exclude={"version"}) == fp32.metadata.model_dump(exclude={"version"})
+    assert int8.metadata.version == f"{fp32.metadata.version}+int8.qdq_keep_head_dw"
+    image = read_image(records[0].file)
+    det = int8.raw(image, min_score=0.0)
+    assert np.isfinite(det.boxes).all() and np.isfinite(det.scores).all()
+    result = int8.detect(image)
+    assert result.model_version.endswith("+int8.qdq_keep_head_dw")
