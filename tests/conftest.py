@@ -14,7 +14,7 @@ def tiny_coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from armscan.datasets.synth.writer import write_dataset
 
     out = tmp_path_factory.mktemp("coco")
-    write_dataset(out, 12, seed=5000, width=256, height=192, cfg=SceneConfig(threat_prob=0.7))
+    write_dataset(out, 12, seed=5000, width=256, height=192, cfg=SceneConfig(threat_prob=0.5))  # 3 clean scans
     return out
 
 

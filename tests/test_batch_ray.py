@@ -44,6 +44,9 @@ def scans(tmp_path_factory):
     root = tmp_path_factory.mktemp("ray_inputs")
     write_dataset(root, 12, seed=7100, width=320, height=240, cfg=SceneConfig(threat_prob=0.7))
     images = sorted((root / "images").glob("*.png"))
+    images[0].unlink()  # one scan the bundled model alarms on for sure (an SMG with its trigger group and rounds)
+    sample = Path(__file__).resolve().parent.parent / "datasets" / "samples" / "images" / "scan_300000005.png"
+    (root / "images" / sample.name).write_bytes(sample.read_bytes())
     with zipfile.ZipFile(root / "night.zip", "w") as zf:
         for p in images[10:]:
             zf.write(p, f"bags/{p.name}")
