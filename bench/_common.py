@@ -32,7 +32,6 @@ BENCH = Path("runs/bench")
 RECIPE = Path("training/det_small.yaml")  # the bundled model's recipe: every candidate starts from it
 FAR = 0.02  # the operating point of the headline Pd
 PD_KEY = f"pd@far{FAR:g}"
-HEADLINE = ("mAP50", "firearm_AP50", "hidden_mAP50", PD_KEY)
 
 
 # --- held-out data ---------------------------------------------------------------------------------------------
@@ -111,12 +110,14 @@ def step_cpu_seconds(c: Candidate, batch: int = 16, steps: int = 3) -> float:
 
     from armscan.models import get_model
     from armscan.models.detector import STRIDE
+    from armscan.training.config import TrainConfig
     from armscan.training.data import SynthDetection, collate
     from armscan.training.loss import detection_loss
 
     torch.manual_seed(0)
-    data = SynthDetection(0, batch, PreprocessSpec(size=c.size), 256, 480, SceneConfig(threat_prob=0.7))
-    images, targets = collate([data[i] for i in range(batch)])
+    d = TrainConfig.load(RECIPE).data
+    scans = SynthDetection(0, batch, PreprocessSpec(size=c.size), d.min_side, d.max_side, SceneConfig(threat_prob=d.threat_prob))
+    images, targets = collate([scans[i] for i in range(batch)])
     model = get_model(c.model, **c.model_args).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -145,10 +146,11 @@ def train_budgeted(
     """Train ``c`` from scratch on the bundled recipe for ``budget_min`` CPU minutes of this process.
 
     The schedule (epochs x iterations, warm-up, cosine decay) is sized from a short probe of the step's
-    CPU time, so that it ends at the budget; the budget stops the loop in any case. Every candidate trains
+    CPU time to end just after the budget (``PLAN_MARGIN``), so that the budget stops the loop. Every candidate trains
     on the same ``cache_size`` generated scans (seeds 0, 1, ...; letterboxed to its own input size).
     Returns the checkpoint path and what the run did.
     """
+    from armscan.training.checkpoint import load_checkpoint
     from armscan.training.config import TrainConfig
     from armscan.training.train import train
 
@@ -173,8 +175,6 @@ def train_budgeted(
     t0 = time.monotonic()
     ckpt_path = train(cfg, resume=False)
     wall = time.monotonic() - t0
-    from armscan.training.checkpoint import load_checkpoint
-
     history = load_checkpoint(ckpt_path)["history"]
     iters = int(sum(r.get("iters", 0) for r in history))
     return {
