@@ -71,7 +71,7 @@ train-photo: $(VENV)/.train-dev
 
 ## Export the photo checkpoint (temperature and bands on 600 validation renders) and measure it on 500 held-out renders.
 photo-card: $(VENV)/.train-dev
-	$(BIN)/armscan export --checkpoint runs/photo/last.pt --out $(PHOTO_MODEL) --version 0.1.0
+	$(BIN)/armscan export --checkpoint runs/photo/last.pt --out $(PHOTO_MODEL) --version 0.2.0
 	$(BIN)/armscan photos synth --n 500 --seed $(TEST_SEED) --out runs/photos-test
 	$(BIN)/armscan eval --model $(PHOTO_MODEL) --data runs/photos-test --out runs/photo_metrics.json \
 		--card models/bundled/PHOTO_MODEL_CARD.md

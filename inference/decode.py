@@ -8,6 +8,7 @@ Training's evaluation calls the same function on the torch model's outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ class Decoded:
 
 
 def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    return (1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))).astype(np.float32, copy=False)
 
 
 def _softmax(x: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -54,8 +55,16 @@ def apply_temperature(scores: NDArray[np.float32], temperature: float) -> NDArra
 
 def grid_centres(height: int, width: int, stride: int) -> NDArray[np.float32]:
     """(H*W, 2) xy centres of a stride-``stride`` grid in input pixels, row-major."""
+    return _grid_centres(height, width, stride).copy()
+
+
+@lru_cache(maxsize=16)
+def _grid_centres(height: int, width: int, stride: int) -> NDArray[np.float32]:
+    """:func:`grid_centres`, built once per grid for :func:`decode` (read-only)."""
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
-    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+    out = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)
+    out.flags.writeable = False
+    return out
 
 
 def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold: float, nms_iou: float,
@@ -71,7 +80,7 @@ def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold
     """
     cls = outputs["cls_logits"]
     b, c, h, w = cls.shape
-    centres = grid_centres(h, w, stride)  # (HW, 2)
+    centres = _grid_centres(h, w, stride)  # (HW, 2)
     results: list[Decoded] = []
     # score > t needs sigmoid(class) > t^2 (centreness <= 1): cells below that logit are skipped unscored
     floor = float(np.log(score_threshold**2 / (1.0 - score_threshold**2))) if 0 < score_threshold < 1 else -np.inf

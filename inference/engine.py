@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,12 @@ def derive_flags(rules: dict[str, dict[str, list[str]]], detections: list[Detect
     return flags
 
 
-def open_session(path: str | Path, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+def open_session(path: str | Path, threads: int | None = None, spin: bool = True) -> tuple[Any, dict[str, Any]]:
     """An onnxruntime CPU session for an exported armscan model, and its metadata as a dict.
 
-    ``threads`` sets onnxruntime's intra-op threads (default: its own).
+    ``threads`` sets onnxruntime's intra-op threads (default: its own). ``spin=False`` puts them to sleep
+    between runs instead of busy-waiting for the next one: a little latency for a core that other work
+    (decoding the next scans) can use.
     """
     import onnxruntime as ort
 
@@ -52,6 +55,8 @@ def open_session(path: str | Path, threads: int | None = None) -> tuple[Any, dic
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several private types
@@ -68,6 +73,13 @@ def open_session(path: str | Path, threads: int | None = None) -> tuple[Any, dic
     return session, meta
 
 
+@lru_cache(maxsize=16)
+def _raw_floor(lowest: float, temperature: float, min_score: float) -> float:
+    """The raw score under which no box reaches ``lowest`` once temperature-scaled (decode filters raw scores)."""
+    raw = float(apply_temperature(np.array([lowest], np.float32), 1.0 / temperature)[0])
+    return max(raw * 0.999, min_score)  # a hair under, against float rounding
+
+
 class Detector:
     """Screens images with one model. Thread-safe for concurrent ``detect`` calls on onnxruntime."""
 
@@ -77,9 +89,9 @@ class Detector:
         self.spec = PreprocessSpec.from_dict(metadata.preprocess)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, threads: int | None = None) -> Detector:
-        """Load an exported model; ``threads`` sets onnxruntime's intra-op threads (default: its own)."""
-        session, meta = open_session(path, threads)
+    def from_onnx(cls, path: str | Path, threads: int | None = None, spin: bool = True) -> Detector:
+        """Load an exported model; ``threads`` and ``spin``: see :func:`open_session`."""
+        session, meta = open_session(path, threads, spin)
         if meta.get("task", "detect") != "detect":
             raise ModelLoadError(f"{path}: a {meta['task']} model, not an X-ray detector (for photos: --kind photo)")
         try:
@@ -122,10 +134,8 @@ class Detector:
         # Boxes under the lowest listed threshold are dropped below anyway; decoding them only costs NMS time
         # (a lower box never suppresses a higher one, so the boxes kept are the same).
         floor = None
-        if not include_below_alarm:  # the thresholds are on temperature-scaled scores; decode filters raw ones
-            lowest = min({**th.alarm, **(th.uncertain or {})}.values())
-            raw_floor = float(apply_temperature(np.array([lowest], np.float32), 1.0 / th.temperature)[0])
-            floor = max(raw_floor * 0.999, th.min_score)  # a hair under, against float rounding
+        if not include_below_alarm:
+            floor = _raw_floor(min({**th.alarm, **(th.uncertain or {})}.values()), th.temperature, th.min_score)
         det = self.raw(image, min_score=floor)
         h, w = image.shape[:2]
         if original_size is not None and original_size != (w, h):

@@ -11,8 +11,15 @@ validation renders, and the reference card's size. For each photo it answers:
 - the **lengths** (overall and barrel, in mm, with an uncertainty) measured against an ID-1 card or a
   ruler, or a note saying that no reference is visible (``armscan.inference.measure``).
 
-With ``rotations`` the photo is also classified turned by 90, 180 and 270 degrees and the
-probabilities are averaged (test-time augmentation; four times the compute).
+A model can take a **second look** (``refine`` in its metadata, chosen at export on validation photos):
+at the weapon's crop (``crop``), or at its upright view (``upright``: turned so that its long axis is
+horizontal and its heavier end and side fall the same way whatever the photo's orientation; see
+``armscan.inference.upright``). The two looks' logits are mixed with ``refine_weight`` on the second.
+
+With ``rotations`` (the default of models exported with ``orientation_average``) the photo is classified in
+four orientations (eight for a square photo) and the logits are averaged (test-time augmentation, four times
+the model's compute): the answer is then the same however the photo is turned or mirrored, by construction
+(:func:`orientation_views`).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from armscan.inference.engine import ModelLoadError, open_session
 from armscan.inference.measure import measure
 from armscan.inference.preprocess import PreprocessSpec, preprocess
+from armscan.inference.upright import upright_view
 
 PHOTO_OUTPUTS = ("family", "build", "masks")
 Band = Literal["confident", "probable", "uncertain"]
@@ -73,10 +81,24 @@ class PhotoMetadata(BaseModel):
     temperature: float = Field(1.0, gt=0.0)  # family logits are divided by it
     build_temperature: float = Field(1.0, gt=0.0)
     bands: PhotoBands = Field(default_factory=PhotoBands)
-    # Classify a second time on the weapon's crop (found by the weapon mask) and average the two: more
-    # pixels on a small weapon. Set at export when it is better on validation photos.
-    crop_refine: bool = False
+    # A second look, found by the first look's weapon mask: "crop" (the weapon's box: more pixels on a small
+    # weapon) or "upright" (the weapon turned upright: the answer no longer depends on the photo's orientation).
+    # Its logits weigh refine_weight against the first look's. Chosen at export on validation photos.
+    refine: Literal["none", "crop", "upright"] = "none"
+    refine_weight: float = Field(0.5, ge=0.0, le=1.0)
+    # Average over the photo's orientations by default (``rotations`` in the engine), so that the answer does
+    # not depend on how the photo is turned; the temperature and bands are then fitted in that mode.
+    orientation_average: bool = False
     training: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """Models exported before ``refine`` stored ``crop_refine: bool``."""
+        if isinstance(data, dict) and "crop_refine" in data:
+            data = dict(data)
+            data.setdefault("refine", "crop" if data.pop("crop_refine") else "none")
+        return data
 
     def to_json(self) -> str:
         """Compact JSON for the ONNX metadata."""
@@ -121,6 +143,26 @@ class PhotoResult(BaseModel):
     latency_ms: float
 
 
+def dihedral_views(image: NDArray[np.uint8]) -> list[NDArray[np.uint8]]:
+    """The eight flips and quarter turns of an image (views, not copies), the image itself first."""
+    return [np.rot90(image, k) for k in range(4)] + [np.rot90(image[:, ::-1], k) for k in range(4)]
+
+
+def orientation_views(image: NDArray[np.uint8]) -> list[NDArray[np.uint8]]:
+    """Views of a photo that are the same set for the photo turned by any quarter turn or mirrored.
+
+    A non-square photo is first laid landscape (a portrait one is turned a quarter clockwise); its four
+    views are then itself, its two mirror images and its half turn. Any flip or quarter turn of the photo
+    lands, once laid landscape, on one of those four, and so has the same four views. A square photo has
+    no landscape side: its views are all eight flips and quarter turns.
+    """
+    h, w = image.shape[:2]
+    if h == w:
+        return dihedral_views(image)
+    base = image if w > h else np.rot90(image, -1)
+    return [base, base[:, ::-1], base[::-1], base[::-1, ::-1]]
+
+
 def _softmax(x: NDArray[np.float32], t: float) -> NDArray[np.float32]:
     z = x / t
     z = z - z.max(axis=-1, keepdims=True)
@@ -163,27 +205,44 @@ class PhotoClassifier:
 
         return cls(run, metadata)
 
-    def probabilities(self, image: NDArray[np.uint8], rotations: bool = False
+    def probabilities(self, image: NDArray[np.uint8], rotations: bool | None = None
                       ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], float]:
-        """(family probabilities (K,), build probabilities (NB,), mask probabilities (M, h, w), input scale)."""
+        """(family probabilities (K,), build probabilities (NB,), mask probabilities (M, h, w), input scale).
+
+        ``rotations`` None follows the model (``orientation_average`` in its metadata).
+        With ``rotations`` the logits are averaged over the photo's orientations (:func:`orientation_views`,
+        one batch), each letterboxed on its own: a turned or mirrored photo has the same views, so the
+        answer cannot change with the photo's orientation. The second look is then left out (it starts from
+        one orientation's mask); the masks are the photo's own.
+        """
+        md = self.metadata
+        rotations = md.orientation_average if rotations is None else rotations
         x, lb = preprocess(image, self.spec)
-        if not rotations:
+        if rotations:
+            views = orientation_views(image)
+            as_is = image.shape[0] <= image.shape[1]  # landscape or square: the first view is the photo itself
+            out = self._run(np.stack([x if i == 0 and as_is else preprocess(np.ascontiguousarray(v), self.spec)[0]
+                                      for i, v in enumerate(views)]))
+            fam, build = out["family"].mean(axis=0), out["build"].mean(axis=0)
+            masks = _sigmoid((out if as_is else self._run(x[None]))["masks"][0])  # in the photo's own orientation
+        else:
             out = self._run(x[None])
             fam, build = out["family"][0], out["build"][0]
-        else:  # the four quarter turns of the letterboxed input, in one batch
-            batch = np.stack([np.rot90(x, k, axes=(1, 2)) for k in range(4)]).copy()
-            out = self._run(batch)
-            fam = out["family"].mean(axis=0)
-            build = out["build"].mean(axis=0)
-        md = self.metadata
-        masks = _sigmoid(out["masks"][0])
-        if md.crop_refine:
-            crop = self._weapon_crop(image, masks, lb.scale)
-            if crop is not None:
-                xc, _ = preprocess(crop, self.spec)
-                out_c = self._run(xc[None])
-                fam = (fam + out_c["family"][0]) / 2
-                build = (build + out_c["build"][0]) / 2
+            masks = _sigmoid(out["masks"][0])
+        second = None
+        if rotations or md.refine == "none":
+            pass
+        elif md.refine == "crop":
+            second = self._weapon_crop(image, masks, lb.scale)
+        else:
+            second = upright_view(image, masks[md.masks.index("weapon")], lb.scale, md.mask_stride, self.spec.size,
+                                  pad_value=self.spec.pad_value)
+        if second is not None:
+            xc, _ = preprocess(second, self.spec)
+            out_c = self._run(xc[None])
+            w = md.refine_weight
+            fam = (1 - w) * fam + w * out_c["family"][0]
+            build = (1 - w) * build + w * out_c["build"][0]
         return (_softmax(fam, md.temperature), _softmax(build, md.build_temperature), masks, float(lb.scale))
 
     def _weapon_crop(self, image: NDArray[np.uint8], masks: NDArray[np.float32], scale: float) -> NDArray[np.uint8] | None:
@@ -202,9 +261,10 @@ class PhotoClassifier:
             return None  # the weapon already fills the photo: nothing to gain
         return image[y0:y1, x0:x1]
 
-    def classify(self, image: NDArray[np.uint8], source: str = "", rotations: bool = False,
+    def classify(self, image: NDArray[np.uint8], source: str = "", rotations: bool | None = None,
                  measure_length: bool = True) -> PhotoResult:
-        """Classify one BGR photo, and measure the weapon when a card or ruler is visible."""
+        """Classify one BGR photo, and measure the weapon when a card or ruler is visible. ``rotations``: average
+        over the photo's orientations (True), one view (False), or as the model was calibrated (None)."""
         t0 = time.perf_counter()
         md = self.metadata
         fam, build, masks, scale = self.probabilities(image, rotations)

@@ -8,6 +8,7 @@ saw in training and what it sees in service are the same pixels.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -72,9 +73,9 @@ def letterbox(image: NDArray[np.uint8], spec: PreprocessSpec) -> tuple[NDArray[n
     return np.asarray(canvas, np.uint8), Letterbox(scale=scale, width=w, height=h)
 
 
-def normalise(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.float32]:
-    """(S, S, 3) BGR uint8 -> (3, S, S) float32, in the channel order and statistics of ``spec``."""
-    if len(set(spec.std)) == 1:  # one scale for all channels: OpenCV's blob does it in one pass, 8x faster
+def _normalise_formula(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.float32]:
+    """The definition of the normalisation, (H, W, 3) BGR -> (3, H, W) float32; :func:`normalise` tabulates it."""
+    if len(set(spec.std)) == 1:  # one scale for all channels: OpenCV's blob
         blob = cv2.dnn.blobFromImage(canvas, 1.0 / (spec.std[0] * 255.0), (0, 0), tuple(m * 255.0 for m in spec.mean),
                                      swapRB=spec.channel_order == "RGB", crop=False)
         out: NDArray[np.float32] = blob[0]
@@ -84,6 +85,35 @@ def normalise(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.flo
     inv_std = 1.0 / (np.asarray(spec.std, np.float32) * 255.0)
     x: NDArray[np.float32] = (img.astype(np.float32) - mean) * inv_std
     return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+@lru_cache(maxsize=8)
+def _tables(mean: tuple[float, ...], std: tuple[float, ...], channel_order: str) -> tuple[NDArray[np.float32], ...]:
+    """Each output channel's (256,) float32 table: its value for every uint8 level of its source channel."""
+    spec = PreprocessSpec(mean=mean, std=std, channel_order=channel_order)  # type: ignore[arg-type]
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): level v in column v
+    table = _normalise_formula(ramp, spec)[:, 0, :]  # (3, 256)
+    return tuple(np.ascontiguousarray(t) for t in table)
+
+
+def normalise(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.float32]:
+    """(H, W, 3) BGR uint8 -> (3, H, W) float32, in the channel order and statistics of ``spec``.
+
+    The formula is elementwise, so it is applied once to the 256 levels and then looked up per pixel
+    (``cv2.LUT``): the same float32 values as computing it on the image, in one pass per channel. That is
+    a fifth cheaper than OpenCV's blob in a process that loaded onnxruntime, 8x in one that did not.
+    """
+    if canvas.dtype != np.uint8:
+        return _normalise_formula(canvas, spec)
+    tables = _tables(tuple(spec.mean), tuple(spec.std), spec.channel_order)
+    planes = cv2.split(canvas)
+    src = (2, 1, 0) if spec.channel_order == "RGB" else (0, 1, 2)
+    out = np.empty((3, *canvas.shape[:2]), np.float32)
+    for c in range(3):
+        done = cv2.LUT(planes[src[c]], tables[c], dst=out[c])
+        if not np.shares_memory(done, out):  # OpenCV wrote elsewhere (it never should for a contiguous plane)
+            out[c] = done
+    return out
 
 
 def preprocess(image: NDArray[np.uint8], spec: PreprocessSpec) -> tuple[NDArray[np.float32], Letterbox]:

@@ -84,7 +84,7 @@ class ArmscanPhoto(nn.Module):
         pooled = feats[-1].mean(dim=(2, 3))  # (B, C)
         if self.mask_pool:
             w4 = torch.sigmoid(masks[:, :1]).detach()  # (B, 1, S/4, S/4): the weapon, as a weight
-            w32 = F.adaptive_avg_pool2d(w4, feats[-1].shape[-2:])
+            w32 = F.adaptive_avg_pool2d(w4, (int(feats[-1].shape[-2]), int(feats[-1].shape[-1])))
             deep = (feats[-1] * w32).sum(dim=(2, 3)) / (w32.sum(dim=(2, 3)) + 1e-3)
             fine = (p * w4).sum(dim=(2, 3)) / (w4.sum(dim=(2, 3)) + 1e-3)
             pooled = torch.cat([pooled, deep, fine], dim=1)

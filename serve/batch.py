@@ -60,10 +60,17 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 
 
 def _thumb(out: Path, key: str, image: NDArray[np.uint8], result: ScanResult) -> str:
-    overlay = render_overlay(image, result)
+    # Shrink by a whole factor f first (OpenCV's fast area path; the last < f rows and columns are dropped),
+    # then draw: for a full-size 1024x768 scan that is a quarter of the cost of drawing first.
+    h, w = image.shape[:2]
+    f = max(h, w) // THUMB_SIDE
+    if f > 1:
+        small = cv2.resize(image[: h // f * f, : w // f * f], (w // f, h // f), interpolation=cv2.INTER_AREA)
+        image = np.asarray(small, np.uint8)
+    overlay = render_overlay(image, result)  # boxes are scaled from the result's size to the image's
     scale = THUMB_SIDE / max(overlay.shape[:2])
-    if scale < 1:
-        overlay = np.asarray(cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8)
+    if scale < 1:  # by less than 2x here, where bilinear is as sharp as area averaging
+        overlay = np.asarray(cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), np.uint8)
     name = f"thumbs/{hashlib.sha1(key.encode()).hexdigest()[:16]}.jpg"
     ok, buf = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if ok:
@@ -170,12 +177,13 @@ def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = N
     """Screen every input not yet in ``out``'s ledger; returns the exit code (see the module docstring).
 
     ``decode_threads`` decode ahead of inference; ``workers`` screen in parallel, each with its own
-    onnxruntime session of ``threads`` intra-op threads (default: the cores divided among the workers).
+    onnxruntime session of ``threads`` intra-op threads (default: the cores divided among the workers),
+    which sleep between runs rather than spin, so that decoding gets the cores they would hold.
     JPEGs are decoded at the smallest DCT scale that still covers the model's input size.
     """
     try:
         n_threads = threads or max(1, (os.cpu_count() or 1) // workers)
-        detectors = [Detector.from_onnx(model, threads=n_threads) for _ in range(workers)]
+        detectors = [Detector.from_onnx(model, threads=n_threads, spin=False) for _ in range(workers)]
         todo, _ = prepare(inputs, out)
     except (ModelLoadError, ManifestError, OSError) as exc:
         print(f"armscan: error: {exc}", file=sys.stderr)

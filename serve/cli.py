@@ -34,8 +34,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="xray: parcel and baggage scans (detector); photo: photos of seized weapons (family, build, "
                         "length against an ID-1 card or a ruler)")
     s.add_argument("--model", default=None, help="exported ONNX model (default: the bundled one for --kind)")
-    s.add_argument("--rotations", action="store_true",
-                   help="photo: also classify the photo turned by 90, 180 and 270 degrees and average (4x the time)")
+    views = s.add_mutually_exclusive_group()
+    views.add_argument("--rotations", action="store_const", const=True, dest="rotations",
+                       help="photo: average over the photo's orientations, so that the answer does not depend on "
+                            "how it is turned (4x the model's time; the default of models exported since 0.2)")
+    views.add_argument("--single-view", action="store_const", const=False, dest="rotations",
+                       help="photo: classify the photo as it is (one view, faster; the answer can change with "
+                            "the photo's orientation)")
     s.add_argument("--json", action="store_true", help="print one JSON object per scan instead of a table")
     s.add_argument("--jsonl", type=Path, help="also append one JSON object per scan to this file")
     s.add_argument("--overlay", type=Path, help="write PNG overlays with boxes into this folder")
@@ -276,7 +281,8 @@ def _train_commands(args: argparse.Namespace) -> int:
         text = json.dumps(metrics, indent=2)
         if args.out:
             args.out.write_text(text)
-            keys = ("images", "mAP", "mAP50", "AP50_per_class", "photos", "top1", "ece", "rotation_agreement")
+            keys = ("images", "mAP", "mAP50", "AP50_per_class", "photos", "top1", "ece", "rotation_agreement",
+                    "mode", "other_mode")
             print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
         else:
             print(text)

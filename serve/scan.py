@@ -35,7 +35,7 @@ def _photo_row(r: PhotoResult) -> str:
 
 
 def scan_command(paths: list[str], model: Path | None, as_json: bool, jsonl: Path | None, overlay: Path | None,
-                 include_all: bool, threads: int | None, kind: str = "xray", rotations: bool = False) -> int:
+                 include_all: bool, threads: int | None, kind: str = "xray", rotations: bool | None = None) -> int:
     """Screen every image under ``paths`` (``kind`` xray: X-ray scans; photo: seizure photos); see the module
     docstring for the exit codes."""
     try:

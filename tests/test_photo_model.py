@@ -20,7 +20,7 @@ from armscan.inference.preprocess import PreprocessSpec  # noqa: E402
 from armscan.models import get_model  # noqa: E402
 from armscan.models.photo import MASKS  # noqa: E402
 from armscan.training.photo import choose_bands, fit_temperature  # noqa: E402
-from armscan.training.photo_data import augment, encode_photo, photo_loss  # noqa: E402
+from armscan.training.photo_data import PhotoRenders, augment, augment_upright, encode_photo, photo_loss  # noqa: E402
 from armscan.training.photo_eval import evaluate_photo  # noqa: E402
 
 
@@ -73,6 +73,31 @@ def test_mask_targets_and_augmentation_stay_aligned():
         assert np.abs(bright - m[0]).max() < 0.51  # the mask moved with the photo
     with pytest.raises(ValueError, match="Unknown photo class"):
         encode_photo(image, "cat", "metal", bits, spec, stride=4)
+
+
+def test_upright_views_are_kept_and_served_at_their_share():
+    spec = PreprocessSpec(size=96, pad_value=0)
+    image = np.zeros((96, 128, 3), np.uint8)
+    bits = np.zeros((96, 128), np.uint8)
+    bits[40:52, 10:110] = 1  # a long, thin weapon across the photo
+    image[40:52, 10:110] = 200
+    _, target = encode_photo(image, "bolt_action", "metal", bits, spec, stride=4)
+    h, w = target["upright_hw"]
+    assert w == 96 and 8 <= h < 40  # the long side fills the input
+    view = target["upright"]
+    assert view[h // 2, w // 4:3 * w // 4].min() > 150 and view[h:].max() == 0  # the weapon along the middle; padding
+    flipped = [augment_upright(target["upright"], target["upright_hw"], np.random.default_rng(s)) for s in range(8)]
+    assert all((f[h:] == f[h, 0]).all() and f[h // 2, w // 2].min() > 0 for f in flipped)  # content stays top left
+    _, none = encode_photo(image, "no_firearm", "unknown", np.zeros_like(bits), spec, stride=4)
+    assert tuple(none["upright_hw"]) == (0, 0)
+
+    renders = PhotoRenders(0, 10, PreprocessSpec(size=96), 4, processes=1, progress=False, upright_share=1.0)
+    for i in range(len(renders)):
+        x, t = renders[i]
+        has_view = renders.targets[i]["upright_hw"][0] > 0
+        assert bool(t["has_masks"]) is not bool(has_view)  # a served upright view trains the family and build only
+        assert int(t["label"]) == int(renders.targets[i]["label"])
+    assert any(renders.targets[i]["upright_hw"][0] > 0 for i in range(len(renders)))
 
 
 def test_exported_photo_model_matches_torch_and_carries_metadata(tiny_photo_checkpoint, tiny_photo_onnx, tiny_onnx):
@@ -218,7 +243,26 @@ def test_rotation_agreement_is_measured_on_flips_and_quarter_turns():
                 "masks": np.full((len(batch), 4, 32, 32), -10.0, np.float32)}
 
     fickle = PhotoClassifier(by_orientation, _stub(sure).metadata)
-    assert evaluate_photo(fickle, samples, progress=False)["rotation_agreement"] < 1.0
+    one_view = evaluate_photo(fickle, samples, progress=False)
+    assert one_view["rotation_agreement"] < 1.0 and one_view["mode"] == "one view"
+    fickle.metadata.orientation_average = True  # the same fickle network, averaged over the photo's orientations
+    averaged = evaluate_photo(fickle, samples, progress=False)
+    assert averaged["rotation_agreement"] == 1.0 and averaged["mode"] == "orientation average"
+    assert averaged["other_mode"]["mode"] == "one view" and averaged["other_mode"]["rotation_agreement"] < 1.0
+
+
+@pytest.mark.parametrize("shape", [(60, 90), (90, 60), (64, 64)])
+def test_every_orientation_of_a_photo_has_the_same_views(shape):
+    from armscan.inference.photo import dihedral_views, orientation_views
+
+    image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    def key(views: list[np.ndarray]) -> list[bytes]:
+        return sorted(np.ascontiguousarray(v).tobytes() + bytes(str(v.shape), "ascii") for v in views)
+
+    ref = key(orientation_views(image))
+    assert len(ref) == (8 if shape[0] == shape[1] else 4)
+    for turned in dihedral_views(image):
+        assert key(orientation_views(np.ascontiguousarray(turned))) == ref
 
 
 def test_scan_kind_photo_on_the_cli(tiny_photo_onnx, tiny_onnx, tmp_path):

@@ -61,3 +61,15 @@ def test_class_agnostic_nms_keeps_one_box_per_item():
     per_class = decode(raw, stride=8, score_threshold=0.1, nms_iou=0.5)[0]
     agnostic = decode(raw, stride=8, score_threshold=0.1, nms_iou=0.5, class_agnostic=True)[0]
     assert sorted(per_class.labels.tolist()) == [1, 3] and agnostic.labels.tolist() == [1]
+
+
+@pytest.mark.parametrize("spec", [PreprocessSpec(size=64), PreprocessSpec(size=64, channel_order="BGR"),
+                                  PreprocessSpec(size=64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
+def test_normalise_by_table_gives_the_formula_bit_for_bit(spec):
+    from armscan.inference.preprocess import _normalise_formula, normalise
+
+    for shape in [(64, 64, 3), (31, 57, 3), (1, 1, 3)]:
+        canvas = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+        x = normalise(canvas, spec)
+        assert x.dtype == np.float32 and x.shape == (3, *shape[:2])
+        np.testing.assert_array_equal(x, _normalise_formula(canvas, spec))

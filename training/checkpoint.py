@@ -43,6 +43,20 @@ def save_weights_checkpoint(src: str | Path, dst: Path) -> Path:
     return dst
 
 
+RUN_IDENTITY = ("task", "model", "model_args", "input_size")  # a checkpoint resumes only a run that agrees on these
+
+
+def check_resumable(ckpt: dict[str, Any], config: dict[str, Any], path: str | Path) -> None:
+    """Refuse to resume ``path`` into a run of another network (say, a recipe whose width changed since)."""
+    before = ckpt.get("config") or {}
+    differ = [k for k in RUN_IDENTITY if k in before and before[k] != config.get(k)]
+    if differ:
+        was = ", ".join(f"{k}={before[k]!r}" for k in differ)
+        now = ", ".join(f"{k}={config.get(k)!r}" for k in differ)
+        raise ValueError(f"{path} is the checkpoint of another run ({was}; this config: {now}). Resuming it cannot "
+                         "work: pass --no-resume to start over in the same folder, or set out_dir to another one.")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`."""
     ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)

@@ -35,6 +35,9 @@ class DataConfig(BaseModel):
     threat_prob: float = 0.7
     cache_size: int = 0  # > 0: generate this many scans once and train on them with dihedral augmentation
     photo: dict[str, Any] = Field(default_factory=dict)  # kind photo: PhotoConfig overrides (unknown keys: error)
+    # task photo: the share of samples served as the weapon's upright view (inference.upright) instead of the
+    # whole photo, so that the model learns the second look it gets in service
+    upright_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class TrainConfig(BaseModel):

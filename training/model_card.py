@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from armscan.datasets.synth import GENERATOR_VERSION
 from armscan.inference.engine import Detector
 
 
@@ -117,7 +118,7 @@ Status: {_status(metrics, target)}
 - The ONNX graph ends at the raw head outputs; decoding and NMS (IoU {th.nms_iou}) run in `armscan.inference`.
 
 ## Training data
-Synthetic dual-energy X-ray scans only (armscan generator v2): {_data_line(cfg)}; threat prevalence
+Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
 {data.get('threat_prob')}; scan sides {data.get('min_side')}–{data.get('max_side')} px; {cfg.get('epochs')} epochs ×
 {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')} with warm-up and cosine decay.
 Training took {md.training.get('train_minutes')} minutes on a 2-core CPU (`make train`; last epoch's loss terms:
@@ -142,7 +143,7 @@ class; the parcel-alarm row uses the best score of each scan (see `armscan/train
 {_table(['class', 'AP50', 'scans with it', *[_column(f) for f in fars]], rows)}
 
 ## Limitations
-- **Trained on synthetic scans only.** The generator (v2) models Beer–Lambert attenuation at two effective
+- **Trained on synthetic scans only.** The generator ({GENERATOR_VERSION}) models Beer–Lambert attenuation at two effective
   energies with NIST-derived coefficients, a line-scan detector, 3D tilts of every object, hard negatives
   (toy guns, tools, benign prints) and five scanner styles, but its objects are generic procedural shapes and
   its palettes are generic, not any vendor's. Expect a large drop on real scanner images until the model is

@@ -28,6 +28,7 @@ from armscan.inference.preprocess import PreprocessSpec
 from armscan.models import get_model
 from armscan.models.photo import MASK_STRIDE, MASKS
 from armscan.training.calibration import expected_calibration_error
+from armscan.training.checkpoint import check_resumable
 from armscan.training.config import TrainConfig
 from armscan.training.distributed import make_ema
 from armscan.training.photo_data import PhotoFolder, PhotoRenders, collate_photos, photo_loss
@@ -84,9 +85,10 @@ def _dataset(cfg: TrainConfig, spec: PreprocessSpec) -> Any:
     if cfg.data.kind == "coco":
         if not folders:
             raise ValueError("data.kind is 'coco' but neither data.coco_dir nor data.coco_dirs is set")
-        return PhotoFolder(folders, spec, MASK_STRIDE)
+        return PhotoFolder(folders, spec, MASK_STRIDE, upright_share=cfg.data.upright_share)
     size = cfg.data.cache_size or 2000
-    return PhotoRenders(cfg.data.train_seed, size, spec, MASK_STRIDE, PhotoConfig.from_dict(cfg.data.photo))
+    return PhotoRenders(cfg.data.train_seed, size, spec, MASK_STRIDE, PhotoConfig.from_dict(cfg.data.photo),
+                        upright_share=cfg.data.upright_share)
 
 
 def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
@@ -105,6 +107,7 @@ def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
     start, elapsed, spent, history = 0, 0.0, 0.0, []
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        check_resumable(ckpt, cfg.model_dump(mode="json"), last)
         model.load_state_dict(ckpt.get("train_state", ckpt["model_state"]))
         if ema is not None and "ema_updates" in ckpt:
             ema.module.load_state_dict(ckpt["model_state"])

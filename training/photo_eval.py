@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from armscan.inference.photo import PHOTO_OUTPUTS, PhotoClassifier
+from armscan.inference.photo import PHOTO_OUTPUTS, PhotoClassifier, dihedral_views
 from armscan.training.calibration import expected_calibration_error
 from armscan.training.config import VAL_SEED
 from armscan.training.export import write_metadata
@@ -53,32 +53,66 @@ def export_photo(checkpoint: Path, out: Path, version: str, calib_n: int = 600, 
     classifier = PhotoClassifier.from_onnx(out)
     samples = read_photo_dataset(calib) if calib is not None else _renders(calib_n, calib_seed)
     labelled = _labelled(samples)
-    accuracy = {}
-    for crop in (False, True):  # a second look at the weapon's crop: kept only if it answers better
-        classifier.metadata.crop_refine = crop
-        accuracy[crop] = float(np.mean([md.classes[int(np.argmax(classifier.probabilities(s["image"])[0]))] == s["label"]
-                                        for s in labelled]))
-    md.crop_refine = classifier.metadata.crop_refine = accuracy[True] > accuracy[False] + 0.005
+    md.refine, md.refine_weight, options = choose_refine(classifier, labelled)  # for callers that ask for one view
+    md.orientation_average = True  # the default answer: the same for every orientation of the photo
+    classifier.metadata.refine, classifier.metadata.refine_weight = md.refine, md.refine_weight
+    classifier.metadata.orientation_average = md.orientation_average
     t, tb, bands, stats = calibrate(classifier, samples)
     md.temperature, md.build_temperature, md.bands = t, tb, bands
     md.training["calibration"] = {**stats, "on": str(calib) if calib else f"{calib_n} renders from seed {calib_seed}",
-                                  "top1_full_photo": round(accuracy[False], 4), "top1_with_crop": round(accuracy[True], 4)}
+                                  "second_look": {"chosen": f"{md.refine}@{md.refine_weight:g}", "options": options}}
     write_metadata(out, md)
     return md
 
 
+REFINE_OPTIONS = (("none", 0.5), ("crop", 0.5), ("upright", 0.5), ("upright", 1.0))
+REFINE_TIE = 0.01  # top-1 differences under this are a tie on validation photos
+
+
+def choose_refine(classifier: PhotoClassifier, labelled: list[dict[str, Any]], agreement_n: int = 100
+                  ) -> tuple[Any, float, dict[str, dict[str, float]]]:
+    """The second look (and its weight) for the exported model, chosen on validation photos: the most accurate
+    option, unless one within ``REFINE_TIE`` of its top-1 agrees more under flips and quarter turns (measured on
+    the first ``agreement_n`` photos). Returns (refine, weight, every option's top-1 and agreement)."""
+    md = classifier.metadata
+    scores: dict[str, dict[str, float]] = {}
+    for refine, weight in REFINE_OPTIONS:
+        md.refine, md.refine_weight = refine, weight  # type: ignore[assignment]
+        top1 = float(np.mean([md.classes[int(np.argmax(classifier.probabilities(s["image"], False)[0]))] == s["label"]
+                              for s in labelled]))
+        agree = []
+        for s in labelled[:agreement_n]:
+            own = int(np.argmax(classifier.probabilities(s["image"], False)[0]))
+            agree += [int(np.argmax(classifier.probabilities(v, False)[0])) == own for v in _dihedral(s["image"])]
+        scores[f"{refine}@{weight:g}"] = {"top1": round(top1, 4), "rotation_agreement": round(float(np.mean(agree)), 4)}
+    best = max(scores.values(), key=lambda r: r["top1"])["top1"]
+    key = max((k for k, r in scores.items() if r["top1"] >= best - REFINE_TIE),
+              key=lambda k: (scores[k]["rotation_agreement"], scores[k]["top1"]))
+    chosen, weight_text = key.split("@")
+    return chosen, float(weight_text), scores
+
+
 def _dihedral(image: np.ndarray) -> list[np.ndarray]:
     """The 7 other flips and quarter turns of an image."""
-    views = [np.rot90(image, k) for k in range(4)] + [np.rot90(image[:, ::-1], k) for k in range(4)]
-    return [np.ascontiguousarray(v) for v in views[1:]]
+    return [np.ascontiguousarray(v) for v in dihedral_views(image)[1:]]
 
 
 def evaluate_photo(classifier: PhotoClassifier, samples: list[Any], rotations: bool = True,
-                   progress: bool = True) -> dict[str, Any]:
-    """Metrics on labelled photos (renders, or records of a photo folder); see the module docstring."""
+                   progress: bool = True, other_n: int = 100) -> dict[str, Any]:
+    """Metrics on labelled photos (renders, or records of a photo folder); see the module docstring. The model
+    answers in its own mode (one view, or the orientation average of ``orientation_average`` models). The first
+    ``other_n`` photos are also classified in the other mode, in each of their eight orientations: its top-1
+    and rotation agreement go under ``other_mode``."""
     from tqdm import tqdm
 
     md = classifier.metadata
+    other = not md.orientation_average
+    alt = []
+    for s in tqdm(_labelled(samples)[:other_n] if rotations else [], desc="the other mode", unit="photo",
+                  mininterval=5.0, disable=not progress):
+        labels = [md.classes[int(np.argmax(classifier.probabilities(v, rotations=other)[0]))]
+                  for v in [s["image"], *_dihedral(s["image"])]]
+        alt.append((labels[0] == s["label"], float(np.mean([v == labels[0] for v in labels[1:]]))))
     rows = []
     for s in tqdm(_labelled(samples), desc="evaluating photos", unit="photo", mininterval=5.0, disable=not progress):
         r = classifier.classify(s["image"])
@@ -93,7 +127,13 @@ def evaluate_photo(classifier: PhotoClassifier, samples: list[Any], rotations: b
             row["agree_label"] = float(np.mean([v.label == r.label for v in views]))
             row["agree_answer"] = float(np.mean([v.answer == r.answer for v in views]))
         rows.append(row)
-    return summarise(rows, md.classes)
+    out = summarise(rows, md.classes)
+    out["mode"] = "orientation average" if md.orientation_average else "one view"
+    if alt:
+        out["other_mode"] = {"mode": "orientation average" if other else "one view", "n": len(alt),
+                             "top1": round(float(np.mean([t[0] for t in alt])), 4),
+                             "rotation_agreement": round(float(np.mean([t[1] for t in alt])), 4)}
+    return out
 
 
 def _rel(rows: list[dict[str, Any]], est: str, true: str) -> list[float]:
@@ -191,16 +231,25 @@ def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = 
         f"- temperature {md.temperature} (family), {md.build_temperature} (build); expected calibration error "
         f"{cal.get('ece_before')} before, {cal.get('ece_after')} after, on {cal.get('on', '?')}",
         f"- `confident`: probability >= {md.bands.confident} (answers above reach 98% accuracy on validation, "
-        f"lower 95% bound); `probable`: >= {md.bands.probable} (90%); below: `uncertain`", "",
+        f"lower 95% bound); `probable`: >= {md.bands.probable} (90%); below: `uncertain`",
+        f"- second look: `{md.refine}` (weight {md.refine_weight:g} on its logits); on validation renders, top-1 and "
+        "rotation agreement of each option: " + "; ".join(
+            f"{k} {v['top1']} / {v['rotation_agreement']}" for k, v in cal.get("second_look", {}).get("options", {}).items()),
+        "",
         f"## Held-out renders ({metrics['photos']} photos, seeds from 200,000,000)",
         f"- top-1 accuracy {metrics['top1']}, expected calibration error {metrics['ece']}",
         f"- answered (not uncertain): {metrics['answered_share']} of photos, accuracy {metrics['answered_accuracy']}",
         "- bands: " + ", ".join(f"{b} {v['share']} of photos (accuracy {v['accuracy']})"
                                  for b, v in metrics["bands"].items()),
         f"- build accuracy (photos with a weapon): {metrics['build_accuracy']}",
-        f"- rotation agreement (the answer on the 7 other flips and quarter turns, against the photo's own): "
+        f"- answering with {metrics.get('mode', 'one view')}: rotation agreement (the answer on the 7 other flips and "
+        "quarter turns, against the photo's own): "
         f"{metrics.get('rotation_agreement')} (label), {metrics.get('rotation_agreement_answer')} (answer)",
     ]
+    if "other_mode" in metrics:
+        t = metrics["other_mode"]
+        lines.append(f"- in the other mode, {t['mode']} (first {t['n']} photos): top-1 {t['top1']}, rotation "
+                     f"agreement {t['rotation_agreement']}")
     lc, lr = metrics["length_card"], metrics["length_ruler"]
     lines += [
         f"- overall length against a card: measured on {lc['measured_share']} of such photos; relative error "

@@ -34,7 +34,13 @@ from armscan.datasets.taxonomy import CLASSES
 from armscan.inference.preprocess import PreprocessSpec
 from armscan.models import get_model
 from armscan.models.detector import STRIDE
-from armscan.training.checkpoint import load_checkpoint, metadata_from_checkpoint, model_from_checkpoint, save_checkpoint
+from armscan.training.checkpoint import (
+    check_resumable,
+    load_checkpoint,
+    metadata_from_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from armscan.training.config import VAL_SEED, TrainConfig
 from armscan.training.data import CachedSynthDetection, CocoDetection, MixedDetection, SynthDetection, collate
 from armscan.training.distributed import (
@@ -169,6 +175,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext, init: dict[str, Any
     clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
     if resume and last.exists():
         ckpt = load_checkpoint(last)
+        check_resumable(ckpt, cfg.model_dump(mode="json"), last)
         model.load_state_dict(ckpt.get("train_state", ckpt["model_state"]))
         if ema is not None and "ema_updates" in ckpt:
             ema.module.load_state_dict(ckpt["model_state"])

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from armscan.datasets.coco import Record, write_coco
+from armscan.datasets.synth import GENERATOR_VERSION
 from armscan.datasets.synth.scene import Scan, SceneConfig, generate
 from armscan.datasets.taxonomy import CLASSES
 
@@ -57,7 +58,7 @@ def write_dataset(out: Path, n: int, seed: int, width: int = 512, height: int = 
         if yolo:
             (out / "labels" / f"scan_{s:08d}.txt").write_text(_yolo_lines(scan.boxes, width, height))
         records.append(Record(name, width, height, scan.boxes, scan.meta, image_id=s))
-    info = {"description": "armscan synthetic dual-energy X-ray scans (generator v2)", "seed": seed, "n": n,
+    info = {"description": f"armscan synthetic dual-energy X-ray scans (generator {GENERATOR_VERSION})", "seed": seed, "n": n,
             "width": width, "height": height, "threat_prob": cfg.threat_prob}
     return write_coco(out, records, info)
 
