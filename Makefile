@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL := models/bundled/armscan-det.onnx
+# The bundled detector's version: bump it before `make model-card` replaces the model.
+DET_VERSION := 0.1.0
 TEST_SEED := 200000000
 VAL_SEED := 100000000
 
@@ -58,20 +60,22 @@ train-ddp: $(VENV)/.train-dev
 model-card: $(VENV)/.train-dev
 	$(BIN)/armscan synth --n 400 --seed $(VAL_SEED) --width 416 --height 416 --threat-prob 0.5 --out runs/val
 	$(BIN)/armscan synth --n 500 --seed $(TEST_SEED) --width 480 --height 416 --out runs/test
-	$(BIN)/armscan export --checkpoint runs/train/last.pt --out $(MODEL) --calib runs/val --target-far 0.01
+	$(BIN)/armscan export --checkpoint runs/train/last.pt --out $(MODEL) --version $(DET_VERSION) --calib runs/val --target-far 0.01
 	$(BIN)/armscan eval --model $(MODEL) --data runs/test --out runs/test_metrics.json --report runs/report
 	$(BIN)/python training/model_card.py --model $(MODEL) --metrics runs/test_metrics.json --log runs/train/log.csv \
 		--out models/bundled/MODEL_CARD.md
 
 ## Train the bundled seizure-photo model from renders (under 50 min on 2 cores), export it and write its card.
 PHOTO_MODEL := models/bundled/armscan-photo.onnx
+# The bundled photo model's version: bump it before `make photo-card` replaces the model.
+PHOTO_VERSION := 0.3.0
 train-photo: $(VENV)/.train-dev
 	$(BIN)/armscan train --config training/photo_small.yaml
 	$(MAKE) photo-card
 
 ## Export the photo checkpoint (temperature and bands on 600 validation renders) and measure it on 500 held-out renders.
 photo-card: $(VENV)/.train-dev
-	$(BIN)/armscan export --checkpoint runs/photo/last.pt --out $(PHOTO_MODEL) --version 0.2.0
+	$(BIN)/armscan export --checkpoint runs/photo/last.pt --out $(PHOTO_MODEL) --version $(PHOTO_VERSION)
 	$(BIN)/armscan photos synth --n 500 --seed $(TEST_SEED) --out runs/photos-test
 	$(BIN)/armscan eval --model $(PHOTO_MODEL) --data runs/photos-test --out runs/photo_metrics.json \
 		--card models/bundled/PHOTO_MODEL_CARD.md

@@ -4,9 +4,9 @@ The photo model predicts four stride-4 masks: the weapon, its barrel, an ID-1 ca
 without torch:
 
 1. The masks are brought to the photo's geometry (at most ``MAX_SIDE`` px on the long side).
-2. **Card**: the largest card region is fitted with a quadrilateral whose sides are lines fitted to
-   the outline; the homography from its four corners to an 85.60 x 53.98 mm rectangle maps the
-   table to millimetres, which also undoes a camera that is not quite above the table.
+2. **Card**: the card's four corners are found to a fraction of a pixel (:mod:`armscan.inference.card`);
+   the homography from them to an 85.60 x 53.98 mm rectangle maps the table to millimetres, which also
+   undoes a camera that is not quite above the table.
    **Ruler**: the ruler region's long axis is sampled across the photo; the period of its
    graduations (Fourier spectrum of the profile) gives the millimetres per pixel, and the
    hypothesis (1, 5 or 10 mm between the strongest ticks) is chosen by the ruler length it implies.
@@ -27,6 +27,10 @@ from typing import Literal
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+from armscan.inference.card import CARD_SIDE_BIAS_PX, card_sides
+from armscan.inference.card import card_corners as card_corners  # re-exported: callers import it from here
+from armscan.inference.card import find_card as find_card
 
 MAX_SIDE = 1024
 #: Probability above which a mask cell belongs to the object. The masks learn each cell's covered share,
@@ -55,6 +59,7 @@ class Measurement:
     barrel: Length | None = None
     mm_per_px: float | None = None  # at the photo's centre, in original pixels
     card_corners: list[tuple[float, float]] | None = None  # original pixels
+    ends: list[tuple[float, float]] | None = None  # the overall length's two ends on its axis, original pixels
     note: str = ""
 
 
@@ -81,116 +86,43 @@ def _main_parts(mask: NDArray[np.uint8], min_area: int, share: float = 0.1) -> N
     return np.isin(labels, keep).astype(np.uint8)
 
 
-def _order_corners(pts: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Four points in order around the quadrilateral, starting so that the first side is a long side."""
-    c = pts.mean(axis=0)
-    pts = pts[np.argsort(np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0]))]
-    sides = np.linalg.norm(pts - np.roll(pts, -1, axis=0), axis=1)
-    if sides[0] + sides[2] < sides[1] + sides[3]:
-        pts = np.roll(pts, -1, axis=0)
-    return pts
+_TILT_PER_SIDE = 0.25  # relative scale change across the photo's long side that a camera tilted ~12 deg can make
+_WEAPON_MIN_CONTRAST = 10.0  # Lab units (lightness at half weight) between the weapon's pixels and the table's
 
 
-def card_corners(mask: NDArray[np.uint8], aspect: float, min_area: int, image: NDArray[np.uint8] | None = None,
-                 cell: float = 1.0) -> NDArray[np.float64] | None:
-    """The four corners of the card region, or None when it is not a plausible card.
-
-    With ``image`` (the BGR photo at the mask's resolution, whose cells are ``cell`` pixels), the coarse
-    region is first redrawn from the photo itself (:func:`_card_from_colour`): the mask is a quarter of
-    the model's input resolution, which leaves a card only a few cells wide.
-    """
-    region = _largest(mask, min_area)
-    if region is None:
-        return None
-    if image is not None:
-        precise = _card_from_colour(image, region, cell)
-        region = precise if precise is not None else region
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
-    perimeter = cv2.arcLength(hull, True)
-    quad = None
-    for eps in (0.01, 0.02, 0.03, 0.04, 0.06):
-        approx = cv2.approxPolyDP(hull, eps * perimeter, True)
-        if len(approx) == 4:
-            quad = approx.reshape(4, 2).astype(np.float64)
-            break
-    if quad is None:  # rounded corners can defeat the polygon fit: the rotated rectangle is close enough
-        quad = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float64)
-    quad = _refine(_order_corners(quad), max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64))
-    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
-    ratio = (sides[0] + sides[2]) / max(sides[1] + sides[3], 1e-6)
-    if not 0.7 * aspect <= ratio <= 1.35 * aspect:
-        return None
-    return quad
-
-
-def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell: float) -> NDArray[np.uint8] | None:
-    """The card's pixels near the coarse ``region``: those whose colour (Lab) stands out from the table
-    around it (Otsu's threshold on the distance to the surroundings' median colour), holes filled.
-    None when that does not give one region of about the coarse one's size (a card the colour of the table)."""
-    x, y, w, h = cv2.boundingRect(region)
-    m = int(np.ceil(2 * cell)) + 2
-    x0, y0 = max(0, x - m), max(0, y - m)
-    x1, y1 = min(image.shape[1], x + w + m), min(image.shape[0], y + h + m)
-    lab = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2LAB).astype(np.float32)
+def _weapon_from_colour(image: NDArray[np.uint8], weapon: NDArray[np.uint8], cell: float) -> NDArray[np.uint8]:
+    """The weapon's region redrawn from the photo around the coarse ``weapon`` region: the pixels whose colour
+    stands out from the table's (the median of a ring around the region; lightness counts half, so that soft
+    shadows stay table) and that form regions lying mostly on the coarse one. The coarse region at a stride of
+    a few pixels often loses a thin barrel or a dark stock, or spills over the table by a cell; the photo does
+    not. The coarse region itself is returned when the photo does not separate the weapon from the table."""
+    x, y, w, h = cv2.boundingRect(weapon)
+    reach = int(0.2 * max(w, h) + 2 * cell)
+    x0, y0 = max(0, x - reach), max(0, y - reach)
+    x1, y1 = min(image.shape[1], x + w + reach), min(image.shape[0], y + h + reach)
+    coarse = weapon[y0:y1, x0:x1]
+    lab = np.asarray(cv2.GaussianBlur(cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2LAB).astype(np.float32),
+                                      (0, 0), 0.7), np.float32) * np.array([0.3, 1.0, 1.0], np.float32)
     k = max(3, int(2 * cell) | 1)
-    near = cv2.dilate(region[y0:y1, x0:x1], np.ones((k, k), np.uint8))
-    background = lab[near == 0]
-    if len(background) < 20:
-        return None
-    dist = np.linalg.norm(lab - np.median(background, axis=0), axis=2)
-    scaled = np.clip(dist * (255.0 / max(float(dist.max()), 1e-6)), 0, 255).astype(np.uint8)
-    _, fg = cv2.threshold(scaled, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    fg = cv2.morphologyEx(fg & near, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    near = np.asarray(cv2.dilate(coarse, np.ones((k, k), np.uint8)), np.uint8)
+    ring = np.asarray(cv2.dilate(near, np.ones((k, k), np.uint8), iterations=2), np.uint8) & (1 - near)
+    if ring.sum() < 20:
+        return weapon
+    dist = np.linalg.norm(lab - np.median(lab[ring > 0], axis=0), axis=2)
+    table = dist[ring > 0]
+    low = float(np.median(table))
+    mad = float(np.median(np.abs(table - low)))
+    fg = (dist > low + max(_WEAPON_MIN_CONTRAST, 6 * mad)).astype(np.uint8)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if n <= 1:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    contours, _ = cv2.findContours((labels == best).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    filled = np.zeros_like(fg)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
-    ratio = float(filled.sum()) / max(float(region[y0:y1, x0:x1].sum()), 1.0)
-    if not 0.6 <= ratio <= 1.6:
-        return None
-    out = np.zeros_like(region)
-    out[y0:y1, x0:x1] = filled
-    return out
-
-
-def _refine(quad: NDArray[np.float64], contour: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Corners as the intersections of lines fitted to each side's contour points (away from the rounded
-    corners): every point of the outline counts, not only the four polygon vertices."""
-    lines = []
-    for i in range(4):
-        a, b = quad[i], quad[(i + 1) % 4]
-        d = b - a
-        length = float(np.linalg.norm(d))
-        if length < 4:
-            return quad
-        u = d / length
-        rel = contour - a
-        along, across = rel @ u, rel @ np.array([-u[1], u[0]])
-        near = (along > 0.15 * length) & (along < 0.85 * length) & (np.abs(across) < max(2.0, 0.08 * length))
-        if near.sum() < 5:
-            return quad
-        vx, vy, x0, y0 = cv2.fitLine(contour[near].astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
-        lines.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
-    out = _intersect(lines, quad)
-    return out if np.abs(out - quad).max() < 0.1 * np.linalg.norm(quad[0] - quad[2]) else quad
-
-
-Line = tuple[NDArray[np.float64], NDArray[np.float64]]  # a point and a unit direction
-
-
-def _intersect(lines: list[Line], fallback: NDArray[np.float64]) -> NDArray[np.float64]:
-    out = np.empty_like(fallback)
-    for i in range(4):  # corner i lies between side i-1 and side i
-        (p, r), (q, s) = lines[i - 1], lines[i]
-        den = r[0] * s[1] - r[1] * s[0]
-        if abs(den) < 1e-6:
-            return fallback
-        t = ((q - p)[0] * s[1] - (q - p)[1] * s[0]) / den
-        out[i] = p + t * r
+    on = np.bincount(labels[near > 0], minlength=n)[1:]
+    share = on / np.maximum(stats[1:, cv2.CC_STAT_AREA], 1)
+    keep = 1 + np.flatnonzero((share > 0.6) & (stats[1:, cv2.CC_STAT_AREA] > 2 * cell * cell))
+    parts = np.isin(labels, keep).astype(np.uint8)
+    if parts.sum() < 0.5 * coarse.sum():  # the photo does not show the weapon apart from the table
+        return weapon
+    out = np.zeros_like(weapon)
+    out[y0:y1, x0:x1] = parts
     return out
 
 
@@ -217,6 +149,14 @@ def _to_plane(pts: NDArray[np.float64], hom: NDArray[np.float64] | None, scale: 
     if hom.shape == (2, 3):
         return np.asarray(pts @ hom[:, :2].T + hom[:, 2], np.float64)
     return np.asarray(cv2.perspectiveTransform(pts.reshape(-1, 1, 2), hom).reshape(-1, 2), np.float64)
+
+
+def _from_plane(pts: NDArray[np.float64], hom: NDArray[np.float64] | None, scale: float) -> NDArray[np.float64]:
+    """The inverse of :func:`_to_plane`: table millimetres back to measuring pixels."""
+    if hom is None:
+        return pts / scale
+    full = hom if hom.shape == (3, 3) else np.vstack([hom, [0.0, 0.0, 1.0]])
+    return _to_plane(pts, np.linalg.inv(full), 0.0)
 
 
 def _outline(region: NDArray[np.uint8]) -> NDArray[np.float64]:
@@ -299,16 +239,17 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
     reference: Reference | None = None
     bgr: NDArray[np.uint8] = np.asarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if s < 1 else image,
                                         np.uint8)
-    quad = card_corners(at_photo("card"), card_mm[0] / card_mm[1], max(9, int(1.5 * cell * cell)), bgr, cell)
-    if quad is not None:
-        sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    card = find_card(at_photo("card"), card_mm[0] / card_mm[1], max(9, int(1.5 * cell * cell)), bgr, cell)
+    if card is not None:
+        quad, side_se = card
+        long, short = card_sides(quad)
         hom, reference = _plane_map(quad, card_mm, projective=False), "card"
-        if weapon is not None and (sides[0] + sides[2]) / 2 >= PROJECTIVE_MIN_PX:
+        if weapon is not None and long >= PROJECTIVE_MIN_PX:
             proj = _plane_map(quad, card_mm, projective=True)
             flat, tilted = (_extent(_to_plane(_outline(weapon), m, 0.0))[0] for m in (hom, proj))
             if abs(tilted - flat) <= 0.1 * flat:
                 hom = proj
-        rel_ref = 1.0 / np.sqrt(3) / ((sides[0] + sides[2]) / 2)  # its sides are redrawn from the photo: ~1 px
+        rel_ref = float(np.hypot(side_se, CARD_SIDE_BIAS_PX) * np.hypot(1 / long, 1 / short))
         corners = [(float(x / s), float(y / s)) for x, y in quad]
         centre = np.array([[w / 2, h / 2], [w / 2 + 1, h / 2]], np.float64)
         mm_px = float(np.linalg.norm(np.diff(_to_plane(centre, hom, 0.0), axis=0))) * s
@@ -328,6 +269,8 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
         result.note = "no weapon outline to measure"
         return result
     to_mm = mm_px / s  # per measuring pixel, for the ruler (no homography)
+    coarse_outline = _to_plane(_outline(weapon), hom, to_mm)
+    weapon = _weapon_from_colour(bgr, weapon, cell)
     outline = _to_plane(_outline(weapon), hom, to_mm)
     overall, axis = _extent(outline)
     barrel = _main_parts(at_photo("barrel"), max(4, min_area // 4), share=0.2)
@@ -336,11 +279,25 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
         b_len, b_axis = _extent(barrel_mm)
         if b_len >= 0.25 * overall:  # a long enough stretch of barrel to trust its direction
             axis = b_axis
-            proj = outline @ axis
-            overall = float(proj.max() - proj.min())
-    cell_mm = cell * to_mm
-    rel = np.sqrt((cell_mm / np.sqrt(6) / max(overall, 1e-6)) ** 2 + rel_ref**2 + (_FLOOR / 2) ** 2)
-    result.overall = Length(round(overall, 1), round(2 * rel * overall, 1))
+        outline = np.vstack([outline, barrel_mm])  # the weapon holds its barrel: overall >= barrel
+        proj = outline @ axis
+        overall = float(proj.max() - proj.min())
+    proj = outline @ axis
+    centre = outline.mean(axis=0)
+    line = np.stack([centre + (proj.min() - centre @ axis) * axis, centre + (proj.max() - centre @ axis) * axis])
+    result.ends = [(float(x / s), float(y / s)) for x, y in _from_plane(line, hom, to_mm)]
+    cell_mm = cell * to_mm if hom is None else float(np.linalg.norm(np.diff(_to_plane(
+        np.array([[w / 2, h / 2], [w / 2 + cell, h / 2]]), hom, 0.0), axis=0)))
+    # about 2 sigma, relative: the reference, the tilt an affine map leaves (growing with the distance from the
+    # card), the weapon's ends (a cell, and how far the photo's outline moved them from the coarse mask's)
+    cp = coarse_outline @ axis
+    ends_moved = abs(float(cp.max() - cp.min()) - overall) / max(overall, 1e-6)
+    tilt = 0.0
+    if hom is not None and hom.shape == (2, 3) and corners is not None:
+        gap = np.linalg.norm(_outline(weapon).mean(axis=0) - np.mean(np.asarray(corners) * s, axis=0))
+        tilt = _TILT_PER_SIDE * float(gap) / max(w, h)
+    rel = np.sqrt((2 * rel_ref) ** 2 + tilt**2 + ends_moved**2 + (cell_mm / max(overall, 1e-6)) ** 2 + _FLOOR**2)
+    result.overall = Length(round(overall, 1), round(rel * overall, 1))
     if barrel_mm is not None:
         proj = barrel_mm @ axis
         length = float(proj.max() - proj.min())

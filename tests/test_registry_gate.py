@@ -107,7 +107,8 @@ def test_service_swaps_to_the_promoted_model_without_dropping_requests(tmp_path:
     reg = Registry(models)
     old = reg.register(DEFAULT_MODEL, "test")
     reg.promote(old.key, "test")
-    new = reg.register(_version(DEFAULT_MODEL, tmp_path / "new.onnx", "0.2.0"), "test", parent=old.key)
+    old_v, new_v = old.key.split("@")[1], "99.0.0-swap"  # the bundled model's version, and a later one
+    new = reg.register(_version(DEFAULT_MODEL, tmp_path / "new.onnx", new_v), "test", parent=old.key)
     it = start_service("sqlite", tmp_path, models_dir=models, models_poll_s=0.1, rate_limit_per_minute=0)
     svc: Service = next(it)
     who = svc.add_user("officer")
@@ -129,7 +130,7 @@ def test_service_swaps_to_the_promoted_model_without_dropping_requests(tmp_path:
     time.sleep(1.0)
     reg.promote(new.key, "test")
     deadline = time.time() + 20
-    while time.time() < deadline and (not versions or versions[-1] != "0.2.0"):
+    while time.time() < deadline and (not versions or versions[-1] != new_v):
         time.sleep(0.2)
     time.sleep(0.5)
     stop.set()
@@ -137,5 +138,5 @@ def test_service_swaps_to_the_promoted_model_without_dropping_requests(tmp_path:
         t.join()
     it.close()
     assert set(codes) == {201}, codes  # nothing dropped while the models were swapped
-    assert versions[0] == "0.1.0" and versions[-1] == "0.2.0"
-    assert versions.index("0.2.0") > 0 and "0.1.0" not in versions[versions.index("0.2.0") + 2:]
+    assert versions[0] == old_v and versions[-1] == new_v
+    assert versions.index(new_v) > 0 and old_v not in versions[versions.index(new_v) + 2:]

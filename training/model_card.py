@@ -89,6 +89,14 @@ def _status(metrics: dict[str, Any], target: float) -> str:
             f"{target}. Use it to try the tools, not to screen parcels.")
 
 
+def _clock_note(cfg: dict[str, Any], last: dict[str, str]) -> str:
+    """How the budget was counted, when it was not wall time (a machine shared with other jobs)."""
+    if cfg.get("budget_clock") != "cpu" or not last.get("budget_min"):
+        return ""
+    return (f" shared with other jobs, so its budget was counted in CPU time: {last['budget_min']} CPU-minutes "
+            f"over both cores")
+
+
 def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]], target: float = 0.8) -> str:
     """The card's Markdown text."""
     md = Detector.from_onnx(model).metadata
@@ -121,8 +129,9 @@ Status: {_status(metrics, target)}
 Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
 {data.get('threat_prob')}; scan sides {data.get('min_side')}–{data.get('max_side')} px; {cfg.get('epochs')} epochs ×
 {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')} with warm-up and cosine decay.
-Training took {md.training.get('train_minutes')} minutes on a 2-core CPU (`make train`; last epoch's loss terms:
-{ {k: v for k, v in last.items() if k not in ('epoch', 'elapsed_min', 'lr', 'iters')} }).
+Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{_clock_note(cfg, last)}
+(`make train`; last epoch's loss terms:
+{ {k: v for k, v in last.items() if k not in ('epoch', 'elapsed_min', 'budget_min', 'lr', 'iters')} }).
 
 ## Operating threshold
 One alarm threshold for every class, **{next(iter(th.alarm.values())):.4f}**, chosen for a parcel false-alarm rate of

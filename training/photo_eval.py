@@ -45,6 +45,7 @@ def export_photo(checkpoint: Path, out: Path, version: str, calib_n: int = 600, 
     program.save(str(out))
     summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
                "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1), "ema_updates": ckpt.get("ema_updates"),
+               "budget_minutes": round(ckpt.get("budget_spent_s", 0.0) / 60, 1),
                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16],
                "data": "procedural renders (armscan.datasets.photo): no real photographs"
                if ckpt.get("config", {}).get("data", {}).get("kind") != "coco" else "photo folders"}
@@ -205,6 +206,14 @@ def load_photo_classifier(model: str | Path) -> PhotoClassifier:
     return torch_classifier(model_from_photo_checkpoint(ckpt), photo_metadata(ckpt, "checkpoint"))
 
 
+def _clock_note(md: Any) -> str:
+    """How the training budget was counted, when not in wall time (a machine shared with other jobs)."""
+    cfg, spent = md.training.get("config", {}), md.training.get("budget_minutes")
+    if cfg.get("budget_clock") != "cpu" or not spent:
+        return ""
+    return f", shared with other jobs, so its budget was counted in CPU time: {spent} CPU-minutes over both cores"
+
+
 def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = None) -> str:
     """The photo model's card (Markdown) from its metadata and ``evaluate_photo`` metrics on held-out renders."""
     md = PhotoClassifier.from_onnx(model).metadata
@@ -226,7 +235,8 @@ def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = 
         "real photograph.** Real seized weapons, real cards and real tables differ; fine-tune on labelled real "
         "photos (`armscan data import imagefolder DIR --photos`) before relying on it.",
         f"Recipe: `training/photo_small.yaml` ({md.architecture}, {md.preprocess.get('size')} px, "
-        f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores).", "",
+        f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores{_clock_note(md)}).",
+        "",
         "## Calibration and bands (chosen on validation renders, stored in the model)",
         f"- temperature {md.temperature} (family), {md.build_temperature} (build); expected calibration error "
         f"{cal.get('ece_before')} before, {cal.get('ece_after')} after, on {cal.get('on', '?')}",
