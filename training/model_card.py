@@ -89,12 +89,20 @@ def _status(metrics: dict[str, Any], target: float) -> str:
             f"{target}. Use it to try the tools, not to screen parcels.")
 
 
+def _parent_line(training: dict[str, Any]) -> str:
+    """Where a refreshed model started: its parent's weights (by SHA-256), or nothing for one trained from scratch."""
+    parent = (training.get("lineage") or {}).get("parent_sha256")
+    if not parent:
+        return ""
+    return (f"Started from the weights of its parent (SHA-256 `{parent[:16]}…`, recorded in the model's metadata) "
+            "and trained further on the data below.\n")
+
+
 def _clock_note(cfg: dict[str, Any], last: dict[str, str]) -> str:
-    """How the budget was counted, when it was not wall time (a machine shared with other jobs)."""
+    """How the budget was counted, when it was not wall time (CPU time: fair on a machine shared with other jobs)."""
     if cfg.get("budget_clock") != "cpu" or not last.get("budget_min"):
         return ""
-    return (f" shared with other jobs, so its budget was counted in CPU time: {last['budget_min']} CPU-minutes "
-            f"over both cores")
+    return f", its budget counted in CPU time (`budget_clock: cpu`): {last['budget_min']} CPU-minutes over both cores"
 
 
 def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]], target: float = 0.8) -> str:
@@ -108,6 +116,8 @@ def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]],
     rows = [[c, metrics["AP50_per_class"].get(c), pd[c]["n"], *[pd[c][f] for f in fars]] for c in md.classes]
     rows.insert(0, ["**any threat (parcel alarm)**", "", pd["any_threat"]["n"], *[pd["any_threat"][f] for f in fars]])
     last = log[-1] if log else {}
+    parent = _parent_line(md.training)
+    recipe = "a refresh of its parent" if parent else "`make train`"
     by_diff = ", ".join(f"{k} {v['mAP50']} ({v['images']} scans)" for k, v in metrics.get("by_difficulty", {}).items())
     return f"""# Model card: {md.name} {md.version}
 
@@ -126,11 +136,11 @@ Status: {_status(metrics, target)}
 - The ONNX graph ends at the raw head outputs; decoding and NMS (IoU {th.nms_iou}) run in `armscan.inference`.
 
 ## Training data
-Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
+{parent}Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
 {data.get('threat_prob')}; scan sides {data.get('min_side')}–{data.get('max_side')} px; {cfg.get('epochs')} epochs ×
 {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')} with warm-up and cosine decay.
 Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{_clock_note(cfg, last)}
-(`make train`; last epoch's loss terms:
+({recipe}; last epoch's loss terms:
 { {k: v for k, v in last.items() if k not in ('epoch', 'elapsed_min', 'budget_min', 'lr', 'iters')} }).
 
 ## Operating threshold

@@ -207,11 +207,11 @@ def load_photo_classifier(model: str | Path) -> PhotoClassifier:
 
 
 def _clock_note(md: Any) -> str:
-    """How the training budget was counted, when not in wall time (a machine shared with other jobs)."""
+    """How the training budget was counted, when not in wall time (CPU time: fair on a machine shared with other jobs)."""
     cfg, spent = md.training.get("config", {}), md.training.get("budget_minutes")
     if cfg.get("budget_clock") != "cpu" or not spent:
         return ""
-    return f", shared with other jobs, so its budget was counted in CPU time: {spent} CPU-minutes over both cores"
+    return f", its budget counted in CPU time (`budget_clock: cpu`): {spent} CPU-minutes over both cores"
 
 
 def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = None) -> str:
