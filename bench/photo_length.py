@@ -19,6 +19,7 @@ and each photo is given one failure kind. Prints a table; ``--png-dir`` draws th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections import Counter
@@ -30,15 +31,15 @@ import numpy as np
 
 from armscan.inference.measure import measure
 from armscan.inference.photo import PhotoClassifier
+from armscan.training.photo_data import mask_planes  # the masks training teaches: each cell's covered share
 
-MASK_BITS = (1, 2, 4, 8)  # weapon, barrel, card, ruler in the renders' mask PNGs
 
-
-def _model_masks(clf: PhotoClassifier, items: list[dict[str, Any]], data: Path, cache: Path) -> dict[int, Any]:
-    """Per image id: (mask probabilities (M, h, w), input scale, P(no firearm)), computed once per cache file."""
+def _model_masks(clf: PhotoClassifier, sha: str, items: list[dict[str, Any]], data: Path, cache: Path) -> dict[int, Any]:
+    """Per image id: (mask probabilities (M, h, w), input scale, P(no firearm)), computed once per model and cache
+    file (the cache records the model's SHA-256: another model's masks are recomputed, not reused)."""
     if cache.exists():
         z = np.load(cache)
-        if all(f"m{it['id']}" in z for it in items):
+        if "model_sha256" in z and str(z["model_sha256"]) == sha and all(f"m{it['id']}" in z for it in items):
             return {it["id"]: (z[f"m{it['id']}"].astype(np.float32), float(z[f"s{it['id']}"]), float(z[f"p{it['id']}"]))
                     for it in items}
     md = clf.metadata
@@ -49,21 +50,7 @@ def _model_masks(clf: PhotoClassifier, items: list[dict[str, Any]], data: Path, 
         p_none = float(fam[md.classes.index(md.no_firearm)]) if md.no_firearm in md.classes else 0.0
         out[it["id"]] = (masks, scale, p_none)
         store.update({f"m{it['id']}": masks.astype(np.float16), f"s{it['id']}": scale, f"p{it['id']}": p_none})
-    np.savez_compressed(cache, **store)
-    return out
-
-
-def _oracle_masks(gt: np.ndarray, shape: tuple[int, int], scale: float, stride: int) -> np.ndarray:
-    """The ground-truth masks as the model would ideally give them: each cell's covered share, letterboxed top-left."""
-    h, w = gt.shape
-    side = shape[1] * stride
-    out = np.zeros((len(MASK_BITS), *shape), np.float32)
-    for i, bit in enumerate(MASK_BITS):
-        plane = cv2.resize(((gt & bit) > 0).astype(np.float32), (round(w * scale), round(h * scale)),
-                           interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((side, side), np.float32)
-        canvas[: plane.shape[0], : plane.shape[1]] = plane[:side, :side]
-        out[i] = cv2.resize(canvas, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    np.savez_compressed(cache, model_sha256=np.array(sha), **store)
     return out
 
 
@@ -122,7 +109,7 @@ def _row(m: Any, meta: dict[str, Any], size: tuple[int, int], gated: bool) -> di
     row["measured"] = True
     row["rel"] = m.overall.mm / L - 1
     row["covered"] = abs(m.overall.mm - L) <= m.overall.plus_minus_mm
-    if getattr(m, "ends", None) is not None:
+    if getattr(m, "ends", None) is not None:  # getattr: the previous measure.py (before `ends`) can be scored too
         e = _to_mm(px_to_mm, m.ends)
         row["extent"] = float(np.linalg.norm(e[1] - e[0])) / L - 1
     card_side = 85.6 / true_mm_px
@@ -192,7 +179,7 @@ def main() -> None:
              and it["armscan"]["label"] != "no_firearm" and it["armscan"]["length_mm"]]
     clf = PhotoClassifier.from_onnx(args.model, threads=1)
     md = clf.metadata
-    cached = _model_masks(clf, items, args.data, args.cache)
+    cached = _model_masks(clf, hashlib.sha256(args.model.read_bytes()).hexdigest(), items, args.data, args.cache)
     runs: dict[str, list[dict[str, Any]]] = {"model masks": [], "oracle masks": []}
     times: dict[str, list[float]] = {"model masks": [], "oracle masks": []}
     worst = []
@@ -203,7 +190,7 @@ def main() -> None:
         sets = [("model masks", masks, p_none < 0.5)]
         if not args.no_oracle:
             gt = cv2.imread(str(args.data / meta["mask"]), cv2.IMREAD_UNCHANGED)
-            sets.append(("oracle masks", _oracle_masks(gt, masks.shape[1:], scale, md.mask_stride), True))
+            sets.append(("oracle masks", mask_planes(gt, clf.spec, md.mask_stride).astype(np.float32), True))
         for name, mk, gated in sets:
             t = time.perf_counter()
             m = measure(mk, image, md.card_mm, scale, md.mask_stride, md.masks)

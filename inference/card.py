@@ -32,13 +32,6 @@ def _order_corners(pts: NDArray[np.float64]) -> NDArray[np.float64]:
     return pts
 
 
-def card_corners(mask: NDArray[np.uint8], aspect: float, min_area: int, image: NDArray[np.uint8] | None = None,
-                 cell: float = 1.0) -> NDArray[np.float64] | None:
-    """The four corners of the card, or None when no region of ``mask`` is a plausible card (see :func:`find_card`)."""
-    found = find_card(mask, aspect, min_area, image, cell)
-    return None if found is None else found[0]
-
-
 def find_card(mask: NDArray[np.uint8], aspect: float, min_area: int, image: NDArray[np.uint8] | None = None,
               cell: float = 1.0) -> tuple[NDArray[np.float64], float] | None:
     """The card's four corners (long side first) and the standard error of its sides' positions (px), or None.

@@ -28,9 +28,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from armscan.inference.card import CARD_SIDE_BIAS_PX, card_sides
-from armscan.inference.card import card_corners as card_corners  # re-exported: callers import it from here
-from armscan.inference.card import find_card as find_card
+from armscan.inference.card import CARD_SIDE_BIAS_PX, card_sides, find_card
 
 MAX_SIDE = 1024
 #: Probability above which a mask cell belongs to the object. The masks learn each cell's covered share,

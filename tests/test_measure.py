@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from armscan.inference.card import card_sides
-from armscan.inference.measure import find_card, measure
+from armscan.inference.card import card_sides, find_card
+from armscan.inference.measure import measure
 
 CARD_MM = (85.60, 53.98)
 NAMES = ["weapon", "barrel", "card", "ruler"]

@@ -98,11 +98,12 @@ def _parent_line(training: dict[str, Any]) -> str:
             "and trained further on the data below.\n")
 
 
-def _clock_note(cfg: dict[str, Any], last: dict[str, str]) -> str:
-    """How the budget was counted, when it was not wall time (CPU time: fair on a machine shared with other jobs)."""
-    if cfg.get("budget_clock") != "cpu" or not last.get("budget_min"):
+def budget_note(cfg: dict[str, Any], cpu_minutes: float | str | None) -> str:
+    """How a training budget was counted, when not in wall time (CPU time: fair on a machine shared with other
+    jobs); shared by the detector's and the photo model's cards."""
+    if cfg.get("budget_clock") != "cpu" or not cpu_minutes:
         return ""
-    return f", its budget counted in CPU time (`budget_clock: cpu`): {last['budget_min']} CPU-minutes over both cores"
+    return f", its budget counted in CPU time (`budget_clock: cpu`): {cpu_minutes} CPU-minutes over both cores"
 
 
 def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]], target: float = 0.8) -> str:
@@ -139,7 +140,7 @@ Status: {_status(metrics, target)}
 {parent}Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
 {data.get('threat_prob')}; scan sides {data.get('min_side')}–{data.get('max_side')} px; {cfg.get('epochs')} epochs ×
 {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')} with warm-up and cosine decay.
-Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{_clock_note(cfg, last)}
+Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{budget_note(cfg, last.get('budget_min'))}
 ({recipe}; last epoch's loss terms:
 { {k: v for k, v in last.items() if k not in ('epoch', 'elapsed_min', 'budget_min', 'lr', 'iters')} }).
 

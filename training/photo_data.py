@@ -36,7 +36,7 @@ IGNORE = -1
 Item = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
-def _mask_planes(bits: np.ndarray, spec: PreprocessSpec, stride: int) -> np.ndarray:
+def mask_planes(bits: np.ndarray, spec: PreprocessSpec, stride: int) -> np.ndarray:
     """(H, W) bit flags in the photo -> (4, S/stride, S/stride) float16 coverage of the letterboxed input."""
     h, w = bits.shape
     scale = spec.size / max(h, w)
@@ -58,7 +58,7 @@ def encode_photo(image: np.ndarray, label: str, build: str, bits: np.ndarray | N
         raise ValueError(f"Unknown photo class {label!r}. Valid: {', '.join(PHOTO_CLASSES)}")
     canvas, lb = letterbox(image, spec)
     g = spec.size // stride
-    masks = _mask_planes(bits, spec, stride) if bits is not None else np.zeros((len(MASK_BITS), g, g), np.float16)
+    masks = mask_planes(bits, spec, stride) if bits is not None else np.zeros((len(MASK_BITS), g, g), np.float16)
     view = upright_view(image, masks[0].astype(np.float32), lb.scale, stride, spec.size, pad_value=spec.pad_value)
     upright, hw = (letterbox(view, spec)[0], view.shape[:2]) if view is not None else (np.zeros_like(canvas), (0, 0))
     return canvas, {"label": np.array(PHOTO_CLASSES.index(label), np.int64),

@@ -24,6 +24,7 @@ from armscan.inference.photo import PHOTO_OUTPUTS, PhotoClassifier, dihedral_vie
 from armscan.training.calibration import expected_calibration_error
 from armscan.training.config import VAL_SEED
 from armscan.training.export import write_metadata
+from armscan.training.model_card import budget_note
 from armscan.training.photo import _labelled, _renders, calibrate, model_from_photo_checkpoint, photo_metadata
 
 
@@ -206,19 +207,12 @@ def load_photo_classifier(model: str | Path) -> PhotoClassifier:
     return torch_classifier(model_from_photo_checkpoint(ckpt), photo_metadata(ckpt, "checkpoint"))
 
 
-def _clock_note(md: Any) -> str:
-    """How the training budget was counted, when not in wall time (CPU time: fair on a machine shared with other jobs)."""
-    cfg, spent = md.training.get("config", {}), md.training.get("budget_minutes")
-    if cfg.get("budget_clock") != "cpu" or not spent:
-        return ""
-    return f", its budget counted in CPU time (`budget_clock: cpu`): {spent} CPU-minutes over both cores"
-
-
 def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = None) -> str:
     """The photo model's card (Markdown) from its metadata and ``evaluate_photo`` metrics on held-out renders."""
     md = PhotoClassifier.from_onnx(model).metadata
     cal = md.training.get("calibration", {})
     cfg = md.training.get("config", {})
+    budget = budget_note(cfg, md.training.get("budget_minutes"))
     lines = [
         f"# Model card: {md.name} {md.version} (seizure photos)", "",
         "## What it does",
@@ -235,7 +229,7 @@ def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = 
         "real photograph.** Real seized weapons, real cards and real tables differ; fine-tune on labelled real "
         "photos (`armscan data import imagefolder DIR --photos`) before relying on it.",
         f"Recipe: `training/photo_small.yaml` ({md.architecture}, {md.preprocess.get('size')} px, "
-        f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores{_clock_note(md)}).",
+        f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores{budget}).",
         "",
         "## Calibration and bands (chosen on validation renders, stored in the model)",
         f"- temperature {md.temperature} (family), {md.build_temperature} (build); expected calibration error "
