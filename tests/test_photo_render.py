@@ -193,6 +193,13 @@ def test_config_refuses_what_it_does_not_allow() -> None:
     assert PhotoConfig.from_dict({"long_side": [400, 500]}).long_side == (400, 500)
 
 
+def test_phone_sized_photos_render() -> None:
+    """Every long side the config allows renders: the sensor-noise bank (1,600 px) is tiled beyond its size."""
+    sample = render_photo(7, PhotoConfig(long_side=(2600, 2600)))
+    assert max(sample.image.shape[:2]) == 2600
+    assert sample.image.std() > 5  # a scene, not a blank
+
+
 def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
     write_photo_dataset(tmp_path, 4, seed=40, cfg=SMALL)
     recs = read_photo_dataset(tmp_path)

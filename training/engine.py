@@ -18,6 +18,12 @@ from armscan.training.checkpoint import torch_detector
 from armscan.training.evaluate import evaluate_records
 from armscan.training.loss import detection_loss
 
+#: Memory layout of the detector's weights and batches in training. Channels-last makes a training step of the
+#: bundled detector 1.3-1.8x faster on this 2-core CPU (`python bench/train_step.py`); the photo network gains
+#: nothing from it, so its trainer keeps the default. A state dict's values do not depend on the layout, so
+#: checkpoints and exports are unaffected.
+MEMORY_FORMAT = torch.channels_last
+
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
@@ -52,7 +58,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: to
     n = images_seen = 0
     bar = tqdm(loader, total=total, desc=f"epoch {epoch}", unit="it", mininterval=5.0, disable=not progress)
     for images, targets in bar:
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=MEMORY_FORMAT)
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             outputs = model(images)

@@ -52,7 +52,7 @@ from armscan.training.distributed import (
     make_ema,
     reduce_epoch,
 )
-from armscan.training.engine import evaluate, train_one_epoch
+from armscan.training.engine import MEMORY_FORMAT, evaluate, train_one_epoch
 
 
 def _schedule(cfg: TrainConfig) -> Callable[[int], float]:
@@ -165,7 +165,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext, init: dict[str, Any
         cfg.save(out / "config.yaml")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     spec = PreprocessSpec(size=cfg.input_size)
-    model = get_model(cfg.model, **cfg.model_args).to(ctx.device)
+    model = get_model(cfg.model, **cfg.model_args).to(ctx.device, memory_format=MEMORY_FORMAT)
     if init is not None:
         model.load_state_dict(init["model_state"])
     ema = make_ema(model, cfg.ema_decay, warmup=cfg.init_from is None) if cfg.ema else None

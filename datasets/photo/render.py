@@ -330,6 +330,8 @@ def _paint_scene(
         out = cv2.GaussianBlur(out, (size, size), sigma)
     noise_sd = float(rng.uniform(1.0, 6.0))
     bank = _noise_bank()
+    if H > bank.shape[0] or W > bank.shape[1]:  # photos beyond the bank's side (up to 4096 px) tile it
+        bank = np.tile(bank, (-(-H // bank.shape[0]), -(-W // bank.shape[1]), 1))
     oy, ox = int(rng.integers(bank.shape[0] - H + 1)), int(rng.integers(bank.shape[1] - W + 1))
     k = noise_sd / _BANK_SD
     out = cv2.addWeighted(out, 1.0, bank[oy : oy + H, ox : ox + W], k, -128.0 * k)
