@@ -14,6 +14,7 @@ and each photo is given one failure kind. Prints a table; ``--png-dir`` draws th
 
     .venv/bin/python bench/photo_length.py --data runs/photos-test --reference card
     .venv/bin/python bench/photo_length.py --reference ruler --png-dir /tmp/length
+    .venv/bin/python bench/photo_length.py --data runs/photos-phone --max-side 2400   # what-if: full resolution
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from armscan.inference import measure as measure_mod
 from armscan.inference.measure import measure
 from armscan.inference.photo import PhotoClassifier
 from armscan.training.photo_data import mask_planes  # the masks training teaches: each cell's covered share
@@ -172,7 +174,15 @@ def main() -> None:
     ap.add_argument("--png-dir", type=Path, default=None, help="draw the worst photos here")
     ap.add_argument("--show", type=int, default=8)
     ap.add_argument("--no-oracle", action="store_true", help="skip the ground-truth masks run")
+    # what-ifs on the measurement's two resolution settings (armscan.inference.measure), for this run only
+    ap.add_argument("--max-side", type=int, default=None, help=f"measuring resolution (default {measure_mod.MAX_SIDE} px)")
+    ap.add_argument("--projective-min-px", type=float, default=None,
+                    help=f"smallest card fitted with a homography (default {measure_mod.PROJECTIVE_MIN_PX:g} px)")
     args = ap.parse_args()
+    if args.max_side is not None:
+        measure_mod.MAX_SIDE = args.max_side
+    if args.projective_min_px is not None:
+        measure_mod.PROJECTIVE_MIN_PX = args.projective_min_px
 
     ann = json.loads((args.data / "annotations.json").read_text())
     items = [it for it in ann["images"] if it["armscan"]["reference"] == args.reference

@@ -1,6 +1,5 @@
 """Training step cost on this CPU, side by side in one run: the memory layout of weights and batches
-(contiguous NCHW against channels-last). The detector's trainer uses the faster one
-(``armscan.training.engine.MEMORY_FORMAT``); the photo network is measured too, and its trainer keeps NCHW.
+(contiguous NCHW against channels-last, which both trainers use: ``armscan.training.engine.MEMORY_FORMAT``).
 
     python bench/train_step.py --steps 8 --rounds 3
 

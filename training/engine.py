@@ -18,10 +18,9 @@ from armscan.training.checkpoint import torch_detector
 from armscan.training.evaluate import evaluate_records
 from armscan.training.loss import detection_loss
 
-#: Memory layout of the detector's weights and batches in training. Channels-last makes a training step of the
-#: bundled detector 1.3-1.8x faster on this 2-core CPU (`python bench/train_step.py`); the photo network gains
-#: nothing from it, so its trainer keeps the default. A state dict's values do not depend on the layout, so
-#: checkpoints and exports are unaffected.
+#: Memory layout of the weights and batches in training (detector and photo model). Channels-last makes a step of
+#: either bundled network about 1.5x faster on this 2-core CPU (`python bench/train_step.py`). A state dict's
+#: values do not depend on the layout, so checkpoints and exports are unaffected.
 MEMORY_FORMAT = torch.channels_last
 
 

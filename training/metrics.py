@@ -48,8 +48,9 @@ class Prediction:
 
 
 def _coco_eval(records: list[Record], preds: list[Prediction], classes: list[str],
-               keep: BoxFilter | None = None) -> COCOeval | None:
-    """A finished COCOeval, or None without detections. Boxes failing ``keep`` are ignored (crowd regions)."""
+               keep: BoxFilter | None = None, iou_thrs: tuple[float, ...] | None = None) -> COCOeval | None:
+    """A finished COCOeval, or None without detections. Boxes failing ``keep`` are ignored (crowd regions).
+    ``iou_thrs`` replaces COCO's ten IoU thresholds (0.5 to 0.95)."""
     gt: dict[str, Any] = {"images": [{"id": i, "width": r.width, "height": r.height} for i, r in enumerate(records)],
                           "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)], "annotations": []}
     for i, r in enumerate(records):
@@ -68,6 +69,8 @@ def _coco_eval(records: list[Record], preds: list[Prediction], classes: list[str
         coco_gt.dataset = gt
         coco_gt.createIndex()
         ev = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
+        if iou_thrs is not None:
+            ev.params.iouThrs = np.asarray(iou_thrs, np.float64)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

@@ -31,6 +31,7 @@ from armscan.training.calibration import expected_calibration_error
 from armscan.training.checkpoint import check_resumable
 from armscan.training.config import TrainConfig
 from armscan.training.distributed import make_ema
+from armscan.training.engine import MEMORY_FORMAT
 from armscan.training.photo_data import PhotoFolder, PhotoRenders, collate_photos, photo_loss
 
 BAND_ACCURACY = {"confident": 0.98, "probable": 0.90}  # accuracy each band must reach on validation renders
@@ -100,7 +101,7 @@ def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     spec = PreprocessSpec(size=cfg.input_size, pad_value=114)
     model = get_model(cfg.model, num_classes=len(PHOTO_CLASSES), num_builds=len(BUILDS), num_masks=len(MASKS),
-                      **cfg.model_args)
+                      **cfg.model_args).to(memory_format=MEMORY_FORMAT)
     ema = make_ema(model, cfg.ema_decay) if cfg.ema else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
@@ -131,7 +132,7 @@ def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
         t0, b0, n = time.monotonic(), clock(), 0
         sums: dict[str, float] = {}
         for x, target in tqdm(loader, total=cfg.iters_per_epoch, desc=f"epoch {epoch}", mininterval=5.0):
-            losses = photo_loss(model(x), target)
+            losses = photo_loss(model(x.contiguous(memory_format=MEMORY_FORMAT)), target)
             loss = torch.stack(list(losses.values())).sum()
             if not torch.isfinite(loss):
                 raise RuntimeError(f"loss is not finite at epoch {epoch}: {({k: float(v) for k, v in losses.items()})}")
