@@ -19,7 +19,8 @@ horizontal and its heavier end and side fall the same way whatever the photo's o
 With ``rotations`` (the default of models exported with ``orientation_average``) the photo is classified in
 four orientations (eight for a square photo) and the logits are averaged (test-time augmentation, four times
 the model's compute): the answer is then the same however the photo is turned or mirrored, by construction
-(:func:`orientation_views`).
+(:func:`orientation_views`). The weapon's and barrel's masks, which the length is measured on, are averaged
+over the same views, each turned back onto the photo (:func:`masks_on_photo`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,6 +41,7 @@ from armscan.inference.preprocess import PreprocessSpec, preprocess
 from armscan.inference.upright import upright_view
 
 PHOTO_OUTPUTS = ("family", "build", "masks")
+AVERAGED_MASKS = ("weapon", "barrel")  # with the orientation average, these masks are averaged over the views too
 Band = Literal["confident", "probable", "uncertain"]
 PhotoRunFn = Callable[[NDArray[np.float32]], dict[str, NDArray[np.float32]]]
 
@@ -163,6 +166,43 @@ def orientation_views(image: NDArray[np.uint8]) -> list[NDArray[np.uint8]]:
     return [base, base[:, ::-1], base[::-1], base[::-1, ::-1]]
 
 
+def view_maps(shape: tuple[int, ...]) -> list[NDArray[np.float64]]:
+    """For each of :func:`orientation_views` of an image of ``shape``: the affine map (2 x 3) from the view's
+    pixel coordinates to the image's (edges at 0 and the width). A flip or quarter turn takes corners to corners,
+    so each map follows from where the views of a small probe array of the same orientation put its corners."""
+    h, w = shape[:2]
+    ph, pw = (2, 2) if h == w else (2, 3) if w > h else (3, 2)
+    probe: NDArray[np.uint8] = np.arange(ph * pw, dtype=np.uint8).reshape(ph, pw)
+    maps = []
+    for view in orientation_views(probe):
+        vh, vw = (h, w) if view.shape == probe.shape else (w, h)
+        src = np.array([[0, 0], [vw, 0], [0, vh]], np.float32)  # the view's top-left, top-right and bottom-left corners
+        dst = np.array([[w * (c == pw - 1), h * (r == ph - 1)]
+                        for r, c in (divmod(int(view[0, 0]), pw), divmod(int(view[0, -1]), pw),
+                                     divmod(int(view[-1, 0]), pw))], np.float32)
+        maps.append(np.asarray(cv2.getAffineTransform(src, dst), np.float64))
+    return maps
+
+
+def masks_on_photo(view_masks: NDArray[np.float32], maps: list[NDArray[np.float64]], scale: float,
+                   stride: int) -> NDArray[np.float32]:
+    """The views' mask probabilities (V, M, h, w; each view letterboxed at ``scale``, as every flip or quarter
+    turn of the photo is) turned back onto the photo's own mask grid (M, h, w) and averaged. ``maps``:
+    :func:`view_maps`."""
+    rows, cols = view_masks.shape[-2:]
+    k = stride / scale  # photo px per cell
+    to_photo = np.array([[k, 0, 0.5 * k], [0, k, 0.5 * k], [0, 0, 1]])  # a cell's centre, in photo px
+    to_cell = np.linalg.inv(to_photo)
+    out = np.zeros(view_masks.shape[1:], np.float32)
+    for masks, m in zip(view_masks, maps, strict=True):
+        warp = (to_cell @ np.linalg.inv(np.vstack([m, [0, 0, 1]])) @ to_photo)[:2].astype(np.float32)  # cell -> view cell
+        for c in range(masks.shape[0]):
+            out[c] += cv2.warpAffine(masks[c], warp, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    out /= len(view_masks)
+    return out
+
+
 def _softmax(x: NDArray[np.float32], t: float) -> NDArray[np.float32]:
     z = x / t
     z = z - z.max(axis=-1, keepdims=True)
@@ -213,7 +253,8 @@ class PhotoClassifier:
         With ``rotations`` the logits are averaged over the photo's orientations (:func:`orientation_views`,
         one batch), each letterboxed on its own: a turned or mirrored photo has the same views, so the
         answer cannot change with the photo's orientation. The second look is then left out (it starts from
-        one orientation's mask); the masks are the photo's own.
+        one orientation's mask). The weapon's and barrel's masks are then every view's, turned back onto the
+        photo and averaged (:func:`masks_on_photo`); the card's and ruler's are the photo's own.
         """
         md = self.metadata
         rotations = md.orientation_average if rotations is None else rotations
@@ -225,6 +266,12 @@ class PhotoClassifier:
                                       for i, v in enumerate(views)]))
             fam, build = out["family"].mean(axis=0), out["build"].mean(axis=0)
             masks = _sigmoid((out if as_is else self._run(x[None]))["masks"][0])  # in the photo's own orientation
+            # the weapon's and barrel's: every view's, turned back onto the photo and averaged, steadier outlines
+            # to measure (bench/photo_length.py); the card's and ruler's only point the card search at candidates
+            averaged = masks_on_photo(_sigmoid(out["masks"]), view_maps(image.shape), lb.scale, md.mask_stride)
+            for i, name in enumerate(md.masks):
+                if name in AVERAGED_MASKS:
+                    masks[i] = averaged[i]
         else:
             out = self._run(x[None])
             fam, build = out["family"][0], out["build"][0]

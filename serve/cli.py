@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a detector (needs the train extra)")
     t.add_argument("--config", type=Path, help="YAML config overlaying the defaults")
-    t.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override top-level config keys")
+    t.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=JSON",
+                   help="override top-level config keys (repeatable: every --set counts)")
     t.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     t.add_argument("--init-from", type=Path, metavar="MODEL",
                    help="fine-tune: start from this checkpoint (.pt), or the checkpoint kept beside this .onnx; "
@@ -234,9 +235,11 @@ def _train_commands(args: argparse.Namespace) -> int:
         from armscan.training.config import TrainConfig
         from armscan.training.train import train
 
-        overrides = {}
+        overrides: dict[str, Any] = {}
         for item in args.set:
-            key, _, value = item.partition("=")
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                return _fail(f"--set takes KEY=VALUE (VALUE in JSON where it is not a plain string), not {item!r}")
             try:
                 overrides[key] = json.loads(value)
             except json.JSONDecodeError:

@@ -1,9 +1,9 @@
 """``armscan models``: the registry and the champion/challenger gate.
 
     export ARMSCAN_MODELS_DIR=/srv/armscan/models            # a folder with registry.json
-    armscan models register runs/new.onnx --parent armscan_det_small@0.2.0 --data runs/data/seizure-7
-    armscan models compare armscan_det_small@0.3.0 --suite runs/hidden --suite runs/data/real-test
-    armscan models promote armscan_det_small@0.3.0 --suite runs/hidden --suite runs/data/real-test
+    armscan models register runs/new.onnx --parent armscan_det_small@0.4.0 --data runs/data/seizure-7
+    armscan models compare armscan_det_small@0.5.0 --suite runs/hidden --suite runs/data/real-test
+    armscan models promote armscan_det_small@0.5.0 --suite runs/hidden --suite runs/data/real-test
     armscan models rollback --reason "false alarms on lane 3"
 
 ``compare`` evaluates the challenger and the champion on the same frozen suites (COCO folders: the

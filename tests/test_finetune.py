@@ -93,3 +93,14 @@ def test_finetuning_errors_name_what_is_wrong(tiny_onnx, tmp_path, capsys):
     assert main(["train", "--init-from", str(tmp_path / "other.pt"), "--data", str(data),
                  "--set", f"out_dir={tmp_path / 'o'}"]) == 2
     assert "trained on classes ['gun']" in capsys.readouterr().err
+
+
+def test_every_set_flag_counts_and_a_bad_one_is_named(capsys):
+    from armscan.serve.cli import _parser
+
+    args = _parser().parse_args(["train", "--set", "epochs=1", "--set", "lr=0.1", "out_dir=\"o\""])
+    assert args.set == ["epochs=1", "lr=0.1", 'out_dir="o"']  # a second --set used to replace the first
+    assert main(["train", "--set", "epochs=1", "--set", "epochs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", "--set", "epochs=1", "--set", "no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err

@@ -298,3 +298,29 @@ def test_users_photos_import_as_an_imagefolder_and_evaluate(tmp_path):
     assert metrics["photos"] == 3 and metrics["top1"] == pytest.approx(2 / 3, abs=1e-3)
     assert metrics["per_class"]["revolver"]["top1"] == 1.0 and metrics["per_class"]["no_firearm"]["top1"] == 0.0
     assert main(["data", "import", "voc", str(tmp_path / "src"), "--out", str(tmp_path / "x"), "--photos"]) == 2
+
+
+@pytest.mark.parametrize("shape", [(96, 160), (160, 96), (128, 128)])
+def test_every_views_masks_land_back_on_the_photo(shape):
+    """The engine averages the masks of the photo's orientation views: each view's mask is turned back onto the
+    photo first, so an off-centre, lopsided object keeps its place and shape (a wrong turn would smear it)."""
+    def seeing(batch: np.ndarray) -> dict[str, np.ndarray]:  # masks: each cell's share of dark pixels
+        grey = batch.mean(axis=1)  # a black object on a white table (and white letterbox padding)
+        share = (grey < grey.min() + 0.1 * np.ptp(grey)).reshape(len(batch), 32, 4, 32, 4).mean(axis=(2, 4))
+        logits = np.log(np.clip(share, 1e-4, 1 - 1e-4) / np.clip(1 - share, 1e-4, 1 - 1e-4))
+        masks = np.repeat(logits[:, None], len(MASKS), axis=1).astype(np.float32)
+        return {"family": np.zeros((len(batch), len(PHOTO_CLASSES)), np.float32),
+                "build": np.zeros((len(batch), 3), np.float32), "masks": masks}
+
+    photo = np.full((*shape, 3), 255, np.uint8)
+    cv2.rectangle(photo, (10, 12), (70, 30), (0, 0, 0), -1)  # an L in the top-left quarter
+    cv2.rectangle(photo, (10, 12), (26, 80), (0, 0, 0), -1)
+    clf = PhotoClassifier(seeing, _stub(np.zeros(len(PHOTO_CLASSES))).metadata)
+    _, _, averaged, scale = clf.probabilities(photo, rotations=True)
+    _, _, own, _ = clf.probabilities(photo, rotations=False)
+    rows, cols = (int(np.ceil(n * scale / 4)) for n in shape)  # the cells that cover the photo
+    a, b = averaged[0, :rows, :cols], own[0, :rows, :cols]
+    yx = np.mgrid[:rows, :cols].reshape(2, -1)
+    assert b.sum() >= 40 and abs(a.sum() / b.sum() - 1) < 0.05  # the same area...
+    assert np.abs(yx @ a.ravel() / a.sum() - yx @ b.ravel() / b.sum()).max() < 0.25  # ...in the same place (cells)
+    assert a[b > 0.99].min() > 0.8  # the object's inside is the object's in every view

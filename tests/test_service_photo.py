@@ -21,7 +21,7 @@ from service_helpers import PASSWORD, Service, database_url, encode, sample, sta
 from sqlalchemy import text
 
 from armscan.datasets.photo import MASK_BARREL, MASK_CARD, MASK_RULER, MASK_WEAPON, PhotoSample, render_photo
-from armscan.inference.photo import Guess, PhotoClassifier, PhotoResult
+from armscan.inference.photo import Guess, PhotoClassifier, PhotoResult, orientation_views
 from armscan.inference.preprocess import preprocess
 from armscan.serve.service import accounts
 from armscan.serve.service.app import create_app
@@ -84,16 +84,23 @@ def _oracle(clf: PhotoClassifier, s: PhotoSample, label: str) -> PhotoClassifier
     build = np.zeros((1, len(md.builds)), np.float32)
     build[0, md.builds.index(s.build if s.build in md.builds else md.builds[0])] = 20.0
 
+    def true_masks(labels: np.ndarray, grid: int) -> np.ndarray:
+        h, w = labels.shape
+        _, lb = preprocess(np.zeros((h, w, 3), np.uint8), spec)
+        gw, gh = max(1, round(w * lb.scale / md.mask_stride)), max(1, round(h * lb.scale / md.mask_stride))
+        masks = np.full((len(md.masks), grid, grid), -10.0, np.float32)
+        for k, name in enumerate(md.masks):
+            on = cv2.resize(((labels & MASK_BITS[name]) > 0).astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
+            masks[k, :gh, :gw] = np.where(on > 0.5, 10.0, -10.0)
+        return masks
+
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:
         n, _, size, _ = batch.shape
         grid = size // md.mask_stride
-        h, w = s.masks.shape
-        _, lb = preprocess(np.zeros((h, w, 3), np.uint8), spec)
-        gw, gh = max(1, round(w * lb.scale / md.mask_stride)), max(1, round(h * lb.scale / md.mask_stride))
-        masks = np.full((n, len(md.masks), grid, grid), -10.0, np.float32)
-        for k, name in enumerate(md.masks):
-            on = cv2.resize(((s.masks & MASK_BITS[name]) > 0).astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
-            masks[:, k, :gh, :gw] = np.where(on > 0.5, 10.0, -10.0)
+        # a batch of the photo's orientation views (in the engine's order) sees each view's masks; one input,
+        # the photo's own
+        labels = orientation_views(s.masks) if n > 1 else [s.masks]
+        masks = np.stack([true_masks(np.ascontiguousarray(v), grid) for v in labels])
         return {"family": np.repeat(fam, n, 0), "build": np.repeat(build, n, 0), "masks": masks}
 
     return PhotoClassifier(run, md)
