@@ -2,8 +2,9 @@
 
 For every photo with a card (or a ruler, ``--reference ruler``) and a firearm, the photo model's masks are
 computed once (cached in ``--cache``), then ``armscan.inference.measure.measure`` runs on them ("model masks":
-the engine's, every orientation view's masks turned back onto the photo and averaged), on the first view's
-masks alone (what the engine used before), and on the ground-truth masks brought to the model's stride
+the engine's, whose weapon and barrel masks are every orientation view's, turned back onto the photo and
+averaged), on the first view's masks alone (what the engine used before), and on the ground-truth masks
+brought to the model's stride
 ("oracle" masks: what the measurement does with perfect coarse masks), side by side. The relative error of
 the overall length is split into
 
