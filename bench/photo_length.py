@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import time
 from collections import Counter
@@ -38,15 +39,13 @@ from armscan.inference.measure import measure
 from armscan.inference.photo import PhotoClassifier
 from armscan.training.photo_data import mask_planes  # the masks training teaches: each cell's covered share
 
-_MASKS_FORMAT = "weapon and barrel: views averaged"  # how the engine makes its masks (PhotoClassifier.probabilities)
-
 
 def _model_masks(clf: PhotoClassifier, sha: str, items: list[dict[str, Any]], data: Path, cache: Path) -> dict[int, Any]:
     """Per image id: (mask probabilities (M, h, w) as the engine makes them, the first view's alone (how the
     engine made them before its views' masks were averaged), input scale, P(no firearm)), computed once per
-    model and cache file (the cache records the model's SHA-256 and how the masks were made: anything else is
-    recomputed)."""
-    sha = f"{sha}:{_MASKS_FORMAT}"
+    model and cache file (the cache records the SHA-256 of the model and of the engine's code that makes the masks:
+    another model's or another engine's masks are recomputed, not reused)."""
+    sha = f"{sha}:{hashlib.sha256(Path(inspect.getfile(PhotoClassifier)).read_bytes()).hexdigest()}"
     if cache.exists():
         z = np.load(cache)
         if "model_sha256" in z and str(z["model_sha256"]) == sha and all(f"f{it['id']}" in z for it in items):

@@ -268,10 +268,9 @@ class PhotoClassifier:
             masks = _sigmoid((out if as_is else self._run(x[None]))["masks"][0])  # in the photo's own orientation
             # the weapon's and barrel's: every view's, turned back onto the photo and averaged, steadier outlines
             # to measure (bench/photo_length.py); the card's and ruler's only point the card search at candidates
-            averaged = masks_on_photo(_sigmoid(out["masks"]), view_maps(image.shape), lb.scale, md.mask_stride)
-            for i, name in enumerate(md.masks):
-                if name in AVERAGED_MASKS:
-                    masks[i] = averaged[i]
+            some = [i for i, name in enumerate(md.masks) if name in AVERAGED_MASKS]
+            masks[some] = masks_on_photo(_sigmoid(out["masks"][:, some]), view_maps(image.shape), lb.scale,
+                                         md.mask_stride)
         else:
             out = self._run(x[None])
             fam, build = out["family"][0], out["build"][0]
