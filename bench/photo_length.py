@@ -8,8 +8,9 @@ brought to the model's stride
 ("oracle" masks: what the measurement does with perfect coarse masks), side by side. The relative error of
 the overall length is split into
 
-- the **scale** error: the true end points measured through the found card (affine map; a ruler: mm per px
-  at the centre), against the labelled length; "true card, affine map" is the same through the true corners;
+- the **scale** error: the true end points measured through the found card (the map the measurement made of
+  it: a similarity for a small card, else an affine map or a homography; a ruler: mm per px at the centre),
+  against the labelled length; "true card, affine map" is the same through the true corners and an affine map;
 - the **extent** error: the measured end points of the weapon, mapped to mm with the true homography,
   against the labelled length;
 
@@ -81,6 +82,14 @@ def _affine_length(corners: Any, ends: Any) -> float:
     return float(np.linalg.norm(e[1] - e[0]))
 
 
+def _card_length(m: Any, ends: Any) -> float:
+    """The distance between ``ends`` (px) in mm through the map that the measurement made of its card's corners
+    (``m.mapping``: similarity, affine or homography; :func:`armscan.inference.measure._plane_map`)."""
+    hom = measure_mod._plane_map(np.asarray(m.card_corners, np.float64), (85.6, 53.98), m.mapping or "affine")
+    e = measure_mod._to_plane(np.asarray(ends, np.float64), hom, 0.0)
+    return float(np.linalg.norm(e[1] - e[0]))
+
+
 def _corner_error(found: list[tuple[float, float]], true: list[list[float]]) -> float:
     """Largest corner distance (px) under the best matching of the two quadrilaterals' corner orders."""
     a, b = np.asarray(found), np.asarray(true)
@@ -111,7 +120,7 @@ def _row(m: Any, meta: dict[str, Any], size: tuple[int, int], gated: bool) -> di
     L = float(meta["length_mm"])
     if m.card_corners is not None and meta.get("card_corners_px") is not None:
         row["corner_px"] = _corner_error(m.card_corners, meta["card_corners_px"])
-        row["scale"] = _affine_length(m.card_corners, meta["ends_px"]) / L - 1  # the true ends through our card
+        row["scale"] = _card_length(m, meta["ends_px"]) / L - 1  # the true ends through our card's map
     elif m.mm_per_px:
         row["scale"] = m.mm_per_px / true_mm_px - 1
     if m.overall is None:

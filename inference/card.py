@@ -32,6 +32,7 @@ _COARSE_MIN_CELLS = 10.0  # a card outline taken from the coarse mask alone must
 # every side, and just outside it colours at most this far from the table's, of the way to the card's
 # (held-out renders: no look-alike passes all three, 9 true cards in 10 do)
 _ALONE_MIN_FILL, _ALONE_MIN_SUPPORT, _ALONE_MAX_OUTSIDE = 0.87, 0.5, 0.3
+_REACH_TRIES = 3  # searches around a mask region, each wider than the last
 _SEARCH_SIDE = 512  # px: the photo is searched for cards at this size at most
 _SEARCH_SAMPLES = 4000  # pixels whose colours are clustered...
 _SEARCH_COLOURS = 6  # ...into the photo's main colours...
@@ -148,27 +149,51 @@ def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell:
     the colour of the table, a region that is not a card).
 
     The search reaches a third of the region's size beyond it: the coarse region may cover only part of the card.
+    When the card's colours run on to the edge of the search (a large card of which the mask found a corner),
+    the search is widened by the size of what was found, up to :data:`_REACH_TRIES` times.
     """
     x, y, w, h = cv2.boundingRect(region)
     reach = int(0.35 * max(w, h) + 2 * cell) + 2
+    table: Colours | None = None  # the table's colours next to the region, once the search has been widened
+    for _ in range(_REACH_TRIES):
+        found, wider, seen = _card_within(image, region, cell, aspect, reach, None)
+        if found is None and not wider and table is not None:  # further out, other objects' colours may join the
+            found, wider, _ = _card_within(image, region, cell, aspect, reach, table)  # table's: try those near it
+        if not wider:
+            return found
+        table = table or seen
+        reach += wider
+    return None
+
+
+Colours = tuple[NDArray[np.float32], NDArray[np.float32]]  # the table's colours in Lab and in BGR
+
+
+def _card_within(image: NDArray[np.uint8], region: NDArray[np.uint8], cell: float, aspect: float, reach: int,
+                 table: Colours | None) -> tuple[tuple[NDArray[np.float64], float, bool] | None, int, Colours | None]:
+    """:func:`_card_from_colour` searching ``reach`` px around the region: (its answer, 0, the table's colours), or
+    (None, by how many px to widen the search, the table's colours) when the card's colours reach the search's
+    edge. The ``table`` colours, when given, are used instead of those found around the search."""
+    x, y, w, h = cv2.boundingRect(region)
     x0, y0 = max(0, x - reach - 3), max(0, y - reach - 3)
     x1, y1 = min(image.shape[1], x + w + reach + 3), min(image.shape[0], y + h + reach + 3)
     lab = np.asarray(cv2.GaussianBlur(cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2LAB).astype(np.float32),
                                       (0, 0), 0.7), np.float32)
     coarse = region[y0:y1, x0:x1]
-    grown = (cv2.distanceTransform(1 - coarse, cv2.DIST_L2, 5) <= reach).astype(np.uint8)
+    apart = cv2.distanceTransform(1 - coarse, cv2.DIST_L2, 5)
+    grown = (apart <= reach).astype(np.uint8)
     if (grown == 0).sum() < 20:
-        return None
+        return None, 0, None
     # edges are placed on the photo's own values, which mix linearly across a blurred edge (Lab's do not)
     bgr = np.asarray(cv2.GaussianBlur(image[y0:y1, x0:x1].astype(np.float32), (0, 0), 0.7), np.float32)
     inner = cv2.erode(coarse, np.ones((3, 3), np.uint8), iterations=max(1, round(cell / 2)))
     card = np.median(lab[(inner if inner.any() else coarse) > 0], axis=0)
-    table_lab, table_bgr = _table_colours(lab[grown == 0], bgr[grown == 0], card)
+    table_lab, table_bgr = table or _table_colours(lab[grown == 0], bgr[grown == 0], card)
     dist = _table_distance(lab, table_lab)  # (h, w): how far from the table's colours
     low = float(np.median(dist[grown == 0]))
     high = float(np.median(dist[(inner if inner.any() else coarse) > 0]))
     if high - low < _CARD_MIN_CONTRAST:
-        return None
+        return None, 0, None
     fg = (dist > (low + high) / 2).astype(np.uint8) & grown
     two = np.ones((2, 2), np.uint8)  # opened in place: OpenCV's own opening by an even square shifts it a pixel
     fg = np.asarray(cv2.dilate(cv2.erode(fg, two, anchor=(0, 0)), two, anchor=(1, 1)), np.uint8)
@@ -181,20 +206,24 @@ def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell:
     overlap = np.bincount(labels[coarse > 0], minlength=n)[1:]
     keep = 1 + np.flatnonzero(overlap > 0.1 * max(int(overlap.max(initial=0)), 1))
     if n <= 1 or overlap.sum() < 0.3 * coarse.sum():
-        return None
+        return None, 0, None
     parts = np.isin(labels, keep).astype(np.uint8)
+    near = np.asarray(cv2.dilate(parts, square), np.uint8)
+    if (near & fg & (apart > reach - 2)).sum() > 0.25 * reach:  # cut off by the search's edge, not the card's
+        bw, bh = cv2.boundingRect(parts)[2:]
+        return None, max(bw, bh), (table_lab, table_bgr)
     rough = cv2.boxPoints(cv2.minAreaRect(np.argwhere(parts)[:, ::-1].astype(np.float32))).astype(np.float64)
     rough = _order_corners(rough)
     fill = parts.sum() / max(cv2.contourArea(rough.astype(np.float32)), 1.0)
     if not _plausible(rough, aspect, tol=0.25) or fill < 0.75:
-        return None
+        return None, 0, None
     contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.float64)
     sub = _subpixel_sides(_table_distance(bgr, table_bgr), _refine(rough, outline))
     if sub is None or not _plausible(sub[0], aspect):
-        return None
+        return None, 0, None
     alone = fill >= _ALONE_MIN_FILL and sub[2] >= _ALONE_MIN_SUPPORT and _stands_alone(dist, sub[0], low, high)
-    return sub[0] + np.array([x0, y0], np.float64), sub[1], alone
+    return (sub[0] + np.array([x0, y0], np.float64), sub[1], alone), 0, None
 
 
 def _stands_alone(dist: NDArray[np.float32], quad: NDArray[np.float64], low: float, high: float) -> bool:

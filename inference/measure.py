@@ -5,8 +5,9 @@ without torch:
 
 1. The masks are brought to the photo's geometry (at most ``MAX_SIDE`` px on the long side).
 2. **Card**: the card's four corners are found to a fraction of a pixel (:mod:`armscan.inference.card`);
-   the homography from them to an 85.60 x 53.98 mm rectangle maps the table to millimetres, which also
-   undoes a camera that is not quite above the table.
+   a map from them to an 85.60 x 53.98 mm rectangle takes the table to millimetres: for a small card a
+   similarity (one scale, from all four sides at once), for a larger one an affine map or a homography,
+   which also undo a camera that is not quite above the table (:func:`_plane_map`).
    **Ruler**: the ruler region's long axis is sampled across the photo; the period of its
    graduations (Fourier spectrum of the profile) gives the millimetres per pixel, and the
    hypothesis (1, 5 or 10 mm between the strongest ticks) is chosen by the ruler length it implies.
@@ -38,6 +39,7 @@ PROJECTIVE_MIN_PX = 120  # a card this long (measuring pixels) or longer also fi
 STANDARD_RULERS_MM = (150.0, 200.0, 300.0, 500.0)
 _FLOOR = 0.01  # relative: the weapon lies flat on the table, the lens has no distortion
 Reference = Literal["card", "ruler"]
+Mapping = Literal["similarity", "affine", "projective"]
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Measurement:
     mm_per_px: float | None = None  # at the photo's centre, in original pixels
     card_corners: list[tuple[float, float]] | None = None  # original pixels
     ends: list[tuple[float, float]] | None = None  # the overall length's two ends on its axis, original pixels
+    mapping: Mapping | None = None  # how the card's corners take the photo to the table (:func:`_plane_map`)
     note: str = ""
 
 
@@ -124,19 +127,29 @@ def _weapon_from_colour(image: NDArray[np.uint8], weapon: NDArray[np.uint8], cel
     return out
 
 
-def _plane_map(corners: NDArray[np.float64], size_mm: tuple[float, float], projective: bool) -> NDArray[np.float64]:
-    """The map from image pixels to the table in mm given by the card's four corners: a homography (3 x 3)
-    when ``projective``, else the least-squares affine map (2 x 3).
+def _plane_map(corners: NDArray[np.float64], size_mm: tuple[float, float], kind: Mapping) -> NDArray[np.float64]:
+    """The map from image pixels to the table in mm given by the card's four corners (in order around it, long
+    side first): a homography (3 x 3) for ``projective``, else the least-squares affine map or similarity (2 x 3).
 
     A homography from a card that is only a few dozen pixels wide extrapolates wildly across a long gun
     several card lengths away (a pixel of error in a corner can double a length); the affine map stays
     steady there and its error from a camera tilted by up to ~12 degrees is a few percent. So the
     homography is used only for large cards (:data:`PROJECTIVE_MIN_PX`) and only where both maps agree.
+    The affine map still takes each of its two scales from one pair of sides, the short pair only some 30 px
+    long on a small card: a pixel of error there is 3% of the length. A similarity (rotation and one scale)
+    takes its scale from all four sides at once and is the better choice below :data:`PROJECTIVE_MIN_PX` (held-out
+    renders, bench/photo_length.py): what it ignores, a tilted camera's stretch, is smaller than that noise.
     """
     w, h = size_mm
     dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-    if projective:
+    if kind == "projective":
         return np.asarray(cv2.getPerspectiveTransform(corners.astype(np.float32), dst.astype(np.float32)), np.float64)
+    if kind == "similarity":  # least squares in complex numbers: dst = z * src + c, z = scale * e^(i angle)
+        src_c, dst_c = corners - corners.mean(axis=0), dst - dst.mean(axis=0)
+        a, b = src_c[:, 0] + 1j * src_c[:, 1], dst_c[:, 0] + 1j * dst_c[:, 1]
+        z = complex(np.vdot(a, b) / np.vdot(a, a))
+        rot = np.array([[z.real, -z.imag], [z.imag, z.real]])
+        return np.hstack([rot, (dst.mean(axis=0) - rot @ corners.mean(axis=0))[:, None]])
     sol, *_ = np.linalg.lstsq(np.hstack([corners, np.ones((4, 1))]), dst, rcond=None)  # (3, 2)
     return np.asarray(sol.T, np.float64)
 
@@ -234,6 +247,7 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
     weapon = _main_parts(at_photo("weapon"), min_area)
     hom: NDArray[np.float64] | None = None
     mm_px, rel_ref, corners, note = 0.0, 0.0, None, ""
+    mapping: Mapping | None = None
     reference: Reference | None = None
     bgr: NDArray[np.uint8] = np.asarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA) if s < 1 else image,
                                         np.uint8)
@@ -241,13 +255,16 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
     if card is not None:
         quad, side_se = card
         long, short = card_sides(quad)
-        hom, reference = _plane_map(quad, card_mm, projective=False), "card"
+        mapping = "similarity" if long < PROJECTIVE_MIN_PX else "affine"
+        hom, reference = _plane_map(quad, card_mm, mapping), "card"
         if weapon is not None and long >= PROJECTIVE_MIN_PX:
-            proj = _plane_map(quad, card_mm, projective=True)
+            proj = _plane_map(quad, card_mm, "projective")
             flat, tilted = (_extent(_to_plane(_outline(weapon), m, 0.0))[0] for m in (hom, proj))
             if abs(tilted - flat) <= 0.1 * flat:
-                hom = proj
+                hom, mapping = proj, "projective"
         rel_ref = float(np.hypot(side_se, CARD_SIDE_BIAS_PX) * np.hypot(1 / long, 1 / short))
+        if mapping == "similarity":  # one scale: the card's own stretch (a tilted camera's, and noise) is not undone
+            rel_ref = float(np.hypot(rel_ref, 0.5 * abs(long / short * card_mm[1] / card_mm[0] - 1)))
         corners = [(float(x / s), float(y / s)) for x, y in quad]
         centre = np.array([[w / 2, h / 2], [w / 2 + 1, h / 2]], np.float64)
         mm_px = float(np.linalg.norm(np.diff(_to_plane(centre, hom, 0.0), axis=0))) * s
@@ -260,7 +277,7 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
             note = f"a ruler was found but not read: {why}" if why else \
                 "no card or ruler found: a length needs a reference of known size beside the weapon"
     result = Measurement(reference=reference, mm_per_px=round(mm_px, 5) if mm_px else None, card_corners=corners,
-                         note=note)
+                         mapping=mapping, note=note)
     if reference is None:
         return result
     if weapon is None:

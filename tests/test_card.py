@@ -119,3 +119,18 @@ def test_the_same_photo_gives_the_same_card() -> None:
     empty = np.zeros(img.shape[:2], np.uint8)
     a, b = (find_card(empty, ASPECT, 9, img, cell=8.0) for _ in range(2))
     assert a is not None and b is not None and np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_a_large_card_whose_corner_alone_is_masked_is_found_whole(grid: bool) -> None:
+    """A card filling a quarter of the photo (too large for the photo-wide search of small cards) of which the
+    coarse mask covers only a corner: the search around the mask widens until the card's edge is inside it."""
+    img = _table(grid)
+    card = _rect((230.0, 180.0), 270, 270 / ASPECT, 12)
+    _fill(img, card, (60, 150, 235))
+    photo = _photo(img, 1)
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    c = np.round(card[0] + 0.12 * (card[2] - card[0])).astype(int)  # a patch inside the card, near a corner
+    mask[c[1] - 12 : c[1] + 12, c[0] - 12 : c[0] + 12] = 1
+    found = find_card(mask, ASPECT, 9, photo, cell=8.0)
+    assert found is not None and _corner_error(found[0], card) < 1.0

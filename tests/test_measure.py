@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from armscan.inference.card import card_sides, find_card
-from armscan.inference.measure import measure
+from armscan.inference.measure import _plane_map, _to_plane, measure
 
 CARD_MM = (85.60, 53.98)
 NAMES = ["weapon", "barrel", "card", "ruler"]
@@ -99,6 +99,28 @@ def test_a_small_card_is_measured_to_a_fraction_of_a_pixel(seed: int) -> None:
     got, true = card_sides(quad), card_sides(card)
     assert abs(got[0] / true[0] - 1) < 0.015 and abs(got[1] / true[1] - 1) < 0.025, (got, true)  # 43 x 27 px
     assert 0 < se < 0.5
+
+
+def test_a_small_cards_scale_comes_from_all_four_sides() -> None:
+    """A similarity (one scale) is exact on an undistorted card; when the long sides are each placed half a pixel
+    off, the affine map's scale across the card (from the 27 px short sides alone) is off by 1/27, the
+    similarity's by about a quarter of that: its one scale weighs the short sides' error by their share."""
+    card = _poly([(0, 0), (85.6, 0), (85.6, 53.98), (0, 53.98)], 30.0, (200.0, 100.0))  # 43 x 27 px
+    ends = _poly([(0, 0), (0, 800)], 30.0, (120.0, 160.0))  # across the card, along its short sides
+    for kind in ("similarity", "affine"):
+        mm = _to_plane(ends, _plane_map(card, CARD_MM, kind), 0.0)  # type: ignore[arg-type]
+        assert abs(np.linalg.norm(mm[1] - mm[0]) - 800) < 1e-6
+    v = (card[3] - card[0]) / np.linalg.norm(card[3] - card[0])
+    off = card + 0.5 * np.sign((card - card.mean(axis=0)) @ v)[:, None] * v  # the long sides half a pixel outward
+    err = {kind: abs(float(np.linalg.norm(np.diff(_to_plane(ends, _plane_map(off, CARD_MM, kind), 0.0), axis=0)))
+                     / 800 - 1) for kind in ("similarity", "affine")}  # type: ignore[arg-type]
+    assert err["affine"] > 0.03 and err["similarity"] < 0.35 * err["affine"], err
+
+
+def test_a_small_card_maps_by_similarity_and_says_so() -> None:
+    img, _, masks, _ = _photo(0)
+    m = measure(masks, img, CARD_MM, INPUT / max(SIZE), 4, NAMES)
+    assert m.reference == "card" and m.mapping == "similarity"
 
 
 @pytest.mark.parametrize("seed", range(6))
