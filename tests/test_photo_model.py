@@ -324,3 +324,24 @@ def test_every_views_masks_land_back_on_the_photo(shape):
     assert b.sum() >= 40 and abs(a.sum() / b.sum() - 1) < 0.05  # the same area...
     assert np.abs(yx @ a.ravel() / a.sum() - yx @ b.ravel() / b.sum()).max() < 0.25  # ...in the same place (cells)
     assert a[b > 0.99].min() > 0.8  # the object's inside is the object's in every view
+
+
+def test_a_photo_model_fine_tunes_from_its_export_and_keeps_its_lineage(tiny_photo_onnx, tiny_onnx, tmp_path):
+    """An analyst fine-tunes the bundled photo model on their own photos: ``init_from`` the exported .onnx starts
+    from the weights kept beside it (.pt), and the new checkpoint names its parent. A detector is refused."""
+    from armscan.training.checkpoint import load_checkpoint
+    from armscan.training.config import TrainConfig
+    from armscan.training.train import train
+
+    parent = load_checkpoint(tiny_photo_onnx.with_suffix(".pt"))
+    assert parent["task"] == "photo" and parent["masks"] == list(MASKS)
+    base = {"task": "photo", "batch_size": 4, "epochs": 1, "iters_per_epoch": 1, "warmup_iters": 1, "lr": 1e-9,
+            "val_images": 0, "data": {"kind": "photo", "cache_size": 8, "train_seed": 500}}
+    last = train(TrainConfig.load(None, {**base, "init_from": str(tiny_photo_onnx), "out_dir": str(tmp_path / "ft")}))
+    child = load_checkpoint(last)
+    assert child["lineage"]["parent"] == str(tiny_photo_onnx.with_suffix(".pt"))
+    assert child["preprocess"]["size"] == parent["preprocess"]["size"]  # the network comes from the parent
+    for key in ("family_out.weight", "mask_tower.1.weight"):  # a near-zero step from the parent's weights
+        assert torch.allclose(child["model_state"][key], parent["model_state"][key], atol=1e-5)
+    with pytest.raises(ValueError, match="X-ray detector"):
+        train(TrainConfig.load(None, {**base, "init_from": str(tiny_onnx), "out_dir": str(tmp_path / "bad")}))

@@ -29,8 +29,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, model_name: str, model_a
 
 
 #: What a checkpoint for fine-tuning keeps: the network, how to rebuild it, and how it was trained.
-_KEEP = ("model_name", "model_args", "model_state", "config", "preprocess", "classes", "builds", "types", "stride",
-         "epoch", "elapsed_s", "history", "world_size", "ema_updates", "lineage")
+_KEEP = ("task", "model_name", "model_args", "model_state", "config", "preprocess", "classes", "builds", "types", "stride",
+         "masks", "mask_stride", "epoch", "elapsed_s", "budget_spent_s", "history", "world_size", "ema_updates", "lineage")
 
 
 def save_weights_checkpoint(src: str | Path, dst: Path) -> Path:

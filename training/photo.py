@@ -12,6 +12,7 @@ measured exactly as its export will run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from armscan.datasets.coco import dataset_hash
 from armscan.datasets.photo import PhotoConfig, render_photo
 from armscan.datasets.taxonomy import BUILDS, ID1_CARD_MM, PHOTO_CLASSES
 from armscan.inference.photo import PHOTO_OUTPUTS, PhotoBands, PhotoClassifier, PhotoMetadata
@@ -92,8 +94,10 @@ def _dataset(cfg: TrainConfig, spec: PreprocessSpec) -> Any:
                         upright_share=cfg.data.upright_share)
 
 
-def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
-    """Train (or resume) the photo model on one process; returns the checkpoint path."""
+def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | None = None) -> Path:
+    """Train (or resume) the photo model on one process; returns the checkpoint path. ``init``: the checkpoint
+    whose weights it starts from (``init_from``, :func:`armscan.training.train.train` checks it): fine-tuning,
+    say on an analyst's own labelled photos."""
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
@@ -102,7 +106,9 @@ def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
     spec = PreprocessSpec(size=cfg.input_size, pad_value=114)
     model = get_model(cfg.model, num_classes=len(PHOTO_CLASSES), num_builds=len(BUILDS), num_masks=len(MASKS),
                       **cfg.model_args).to(memory_format=MEMORY_FORMAT)
-    ema = make_ema(model, cfg.ema_decay) if cfg.ema else None
+    if init is not None:
+        model.load_state_dict(init["model_state"])
+    ema = make_ema(model, cfg.ema_decay, warmup=init is None) if cfg.ema else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
     start, elapsed, spent, history = 0, 0.0, 0.0, []
@@ -118,6 +124,9 @@ def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
         start, elapsed, spent, history = ckpt["epoch"], ckpt["elapsed_s"], ckpt["budget_spent_s"], ckpt["history"]
         print(f"resuming from {last} at epoch {start}")
     dataset = _dataset(cfg, spec)
+    lineage = {"parent": str(cfg.init_from) if cfg.init_from else None,
+               "parent_sha256": hashlib.sha256(cfg.init_from.read_bytes()).hexdigest() if cfg.init_from else None,
+               "datasets": {str(f): dataset_hash(f) for f in cfg.coco_folders()} if cfg.data.kind == "coco" else {}}
     clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
     deadline = clock() + cfg.time_budget_min * 60 - spent
     from tqdm import tqdm
@@ -156,7 +165,7 @@ def train_photo(cfg: TrainConfig, resume: bool = True) -> Path:
         print(json.dumps(row))
         _write_log(out / "log.csv", history)
         state = {"epoch": epoch + 1, "elapsed_s": elapsed, "budget_spent_s": spent, "history": history,
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+                 "lineage": lineage, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         if ema is not None:
             state |= {"train_state": model.state_dict(), "ema_updates": int(ema.n_averaged)}
         _save(last, ema.module if ema is not None else model, cfg, spec, state)

@@ -22,6 +22,7 @@ import torch
 
 from armscan.inference.photo import PHOTO_OUTPUTS, PhotoClassifier, dihedral_views
 from armscan.training.calibration import expected_calibration_error
+from armscan.training.checkpoint import save_weights_checkpoint
 from armscan.training.config import VAL_SEED
 from armscan.training.export import write_metadata
 from armscan.training.model_card import budget_note
@@ -44,7 +45,9 @@ def export_photo(checkpoint: Path, out: Path, version: str, calib_n: int = 600, 
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out))
-    summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
+    if checkpoint.resolve() != out.with_suffix(".pt").resolve():
+        save_weights_checkpoint(checkpoint, out.with_suffix(".pt"))  # beside the ONNX: what fine-tuning starts from
+    summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"), "lineage": ckpt.get("lineage"),
                "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1), "ema_updates": ckpt.get("ema_updates"),
                "budget_minutes": round(ckpt.get("budget_spent_s", 0.0) / 60, 1),
                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16],

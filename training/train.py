@@ -119,15 +119,29 @@ def _synth(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
                                 indices=range(ctx.rank, cfg.data.cache_size, ctx.world_size), progress=ctx.is_main)
 
 
-def init_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint to fine-tune from: ``path`` itself (.pt), or the .pt beside an exported .onnx."""
+def init_checkpoint(path: Path, task: str = "detect") -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to fine-tune from: ``path`` itself (.pt), or the .pt beside an exported .onnx. It must be
+    a ``task`` model (an X-ray detector or a photo model) with this version's classes."""
     ckpt_path = path.with_suffix(".pt") if path.suffix == ".onnx" else path
     if not ckpt_path.is_file():
         hint = f" (an exported model is fine-tuned from its checkpoint {ckpt_path.name}, kept beside it)" \
             if path.suffix == ".onnx" else ""
         raise FileNotFoundError(f"init_from: {ckpt_path} does not exist{hint}")
     ckpt = load_checkpoint(ckpt_path)
-    if list(ckpt.get("classes", [])) != list(CLASSES):
+    if ckpt.get("task", "detect") != task:
+        what = {"detect": "an X-ray detector", "photo": "a seizure-photo model"}
+        raise ValueError(f"init_from: {ckpt_path} is {what.get(ckpt.get('task', 'detect'), 'another kind of model')}; "
+                         f"this config (task: {task}) trains {what.get(task, task)}")
+    if task == "photo":
+        from armscan.datasets.taxonomy import BUILDS, PHOTO_CLASSES
+        from armscan.models.photo import MASK_STRIDE, MASKS
+
+        for key, want in (("classes", list(PHOTO_CLASSES)), ("builds", list(BUILDS)), ("masks", list(MASKS))):
+            if list(ckpt.get(key, [])) != want:
+                raise ValueError(f"init_from: {ckpt_path} was trained on {key} {ckpt.get(key)}, not {want}")
+        if int(ckpt.get("mask_stride", -1)) != MASK_STRIDE:
+            raise ValueError(f"init_from: {ckpt_path} has mask stride {ckpt.get('mask_stride')}, not {MASK_STRIDE}")
+    elif list(ckpt.get("classes", [])) != list(CLASSES):
         raise ValueError(f"init_from: {ckpt_path} was trained on classes {ckpt.get('classes')}, not {list(CLASSES)}")
     return ckpt_path, ckpt
 
@@ -138,18 +152,16 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     With ``cfg.init_from``, the network (name, arguments, input size) and its weights come from that
     checkpoint: fine-tuning. The parent's path and hash are kept in the saved config for lineage.
     """
-    if cfg.task == "photo":
-        if cfg.init_from is not None:
-            raise ValueError("init_from is not supported for photo models yet; train them from scratch")
-        from armscan.training.photo import train_photo
-
-        return train_photo(cfg, resume)
     init: dict[str, Any] | None = None
     if cfg.init_from is not None:
-        ckpt_path, init = init_checkpoint(cfg.init_from)
+        ckpt_path, init = init_checkpoint(cfg.init_from, cfg.task)
         cfg = cfg.model_copy(update={"init_from": ckpt_path, "model": init["model_name"],
                                      "model_args": dict(init["model_args"]),
                                      "input_size": int(init["preprocess"]["size"])})
+    if cfg.task == "photo":
+        from armscan.training.photo import train_photo
+
+        return train_photo(cfg, resume, init)
     ctx = init_distributed(cfg.device)
     try:
         return _train(cfg, resume, ctx, init)
