@@ -159,8 +159,8 @@ def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell:
         found, wider, seen = _card_within(image, region, cell, aspect, reach, None)
         if found is None and not wider and table is not None:  # further out, other objects' colours may join the
             found, wider, _ = _card_within(image, region, cell, aspect, reach, table)  # table's: try those near it
-        if not wider:
-            return found
+        if not wider:  # once widened, only a card that stands alone: a panel on a weapon's end widens the search too
+            return found if table is None or (found is not None and found[2]) else None
         table = table or seen
         reach += wider
     return None
