@@ -95,7 +95,7 @@ def find_card(mask: NDArray[np.uint8], aspect: float, min_area: int, image: NDAr
     rest = [(labels == k).astype(np.uint8) for k in order[len(first) :][:_SEARCH_CANDIDATES]]  # the model's, still
     regions, objects, f = _photo_candidates(image, aspect)
     for region in rest + regions:
-        precise = _card_from_colour(image, region, cell, aspect)
+        precise = _card_from_colour(image, region, cell, aspect, widen=False)
         if precise is not None and precise[2] and _on_table(objects, precise[0] * f):
             return precise[:2]
     return weak
@@ -137,8 +137,8 @@ def _coarse_card(region: NDArray[np.uint8], aspect: float) -> NDArray[np.float64
     return quad if _plausible(quad, aspect, tol=0.2) else None
 
 
-def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell: float,
-                      aspect: float) -> tuple[NDArray[np.float64], float, bool] | None:
+def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell: float, aspect: float,
+                      widen: bool = True) -> tuple[NDArray[np.float64], float, bool] | None:
     """The card near the coarse ``region``, redrawn from the photo: its corners, the sides' standard error and
     whether it stands alone (it fills its rectangle, its edge is found along most of every side and the table
     lies all around it, :func:`_stands_alone`). Each pixel's colour distance (Lab) to the table (its main colours
@@ -150,15 +150,17 @@ def _card_from_colour(image: NDArray[np.uint8], region: NDArray[np.uint8], cell:
 
     The search reaches a third of the region's size beyond it: the coarse region may cover only part of the card.
     When the card's colours run on to the edge of the search (a large card of which the mask found a corner),
-    the search is widened by the size of what was found, up to :data:`_REACH_TRIES` times.
+    the search is widened by the size of what was found, up to :data:`_REACH_TRIES` times (with ``widen``: the
+    mask's largest regions; the photo's own candidates are whole objects, and the mask's smaller regions too
+    small to be part of a large card).
     """
     x, y, w, h = cv2.boundingRect(region)
     reach = int(0.35 * max(w, h) + 2 * cell) + 2
     table: Colours | None = None  # the table's colours next to the region, once the search has been widened
     for _ in range(_REACH_TRIES):
-        found, wider, seen = _card_within(image, region, cell, aspect, reach, None)
+        found, wider, seen = _card_within(image, region, cell, aspect, reach, None, widen)
         if found is None and not wider and table is not None:  # further out, other objects' colours may join the
-            found, wider, _ = _card_within(image, region, cell, aspect, reach, table)  # table's: try those near it
+            found, wider, _ = _card_within(image, region, cell, aspect, reach, table, widen)  # table's: those near it
         if not wider:  # once widened, only a card that stands alone: a panel on a weapon's end widens the search too
             return found if table is None or (found is not None and found[2]) else None
         table = table or seen
@@ -170,10 +172,12 @@ Colours = tuple[NDArray[np.float32], NDArray[np.float32]]  # the table's colours
 
 
 def _card_within(image: NDArray[np.uint8], region: NDArray[np.uint8], cell: float, aspect: float, reach: int,
-                 table: Colours | None) -> tuple[tuple[NDArray[np.float64], float, bool] | None, int, Colours | None]:
+                 table: Colours | None, widen: bool
+                 ) -> tuple[tuple[NDArray[np.float64], float, bool] | None, int, Colours | None]:
     """:func:`_card_from_colour` searching ``reach`` px around the region: (its answer, 0, the table's colours), or
     (None, by how many px to widen the search, the table's colours) when the card's colours reach the search's
-    edge. The ``table`` colours, when given, are used instead of those found around the search."""
+    edge (only asked with ``widen``). The ``table`` colours, when given, are used instead of those found around
+    the search."""
     x, y, w, h = cv2.boundingRect(region)
     x0, y0 = max(0, x - reach - 3), max(0, y - reach - 3)
     x1, y1 = min(image.shape[1], x + w + reach + 3), min(image.shape[0], y + h + reach + 3)
@@ -208,8 +212,8 @@ def _card_within(image: NDArray[np.uint8], region: NDArray[np.uint8], cell: floa
     if n <= 1 or overlap.sum() < 0.3 * coarse.sum():
         return None, 0, None
     parts = np.isin(labels, keep).astype(np.uint8)
-    near = np.asarray(cv2.dilate(parts, square), np.uint8)
-    if (near & fg & (apart > reach - 2)).sum() > 0.25 * reach:  # cut off by the search's edge, not the card's
+    edge = (apart > reach - 2) & (fg > 0)  # the search's own edge: a card cut off there runs on beyond it
+    if widen and (np.asarray(cv2.dilate(parts, square), np.uint8)[edge]).sum() > 0.25 * reach:
         bw, bh = cv2.boundingRect(parts)[2:]
         return None, max(bw, bh), (table_lab, table_bgr)
     rough = cv2.boxPoints(cv2.minAreaRect(np.argwhere(parts)[:, ::-1].astype(np.float32))).astype(np.float64)
