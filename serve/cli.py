@@ -258,8 +258,9 @@ def _train_commands(args: argparse.Namespace) -> int:
         try:
             if args.init_from is not None:
                 overrides["init_from"] = str(_resolve_model(args.init_from))
-                if config is None:
-                    config = Path(training_pkg.__file__).parent / "finetune.yaml"
+                if config is None:  # the recipe for the parent's kind: an X-ray detector or a seizure-photo model
+                    recipe = "photo_finetune.yaml" if _is_photo_model(overrides["init_from"]) else "finetune.yaml"
+                    config = Path(training_pkg.__file__).parent / recipe
             cfg = TrainConfig.load(config, overrides)
             ckpt = train(cfg, resume=not args.no_resume)
         except (FileNotFoundError, ValueError) as exc:

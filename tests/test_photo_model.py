@@ -3,6 +3,7 @@ measurement with and without a reference, rotation agreement, and the photo rout
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -345,3 +346,34 @@ def test_a_photo_model_fine_tunes_from_its_export_and_keeps_its_lineage(tiny_pho
         assert torch.allclose(child["model_state"][key], parent["model_state"][key], atol=1e-5)
     with pytest.raises(ValueError, match="X-ray detector"):
         train(TrainConfig.load(None, {**base, "init_from": str(tiny_onnx), "out_dir": str(tmp_path / "bad")}))
+
+
+def test_the_cli_fine_tunes_a_photo_model_on_a_photo_folder_with_replay(tiny_photo_onnx, tmp_path):
+    """``armscan train --init-from PHOTO.onnx --data FOLDER`` picks the photo fine-tuning recipe: the new photos
+    mixed with replayed renders in the recipe's shares, the parent's batch-norm statistics kept."""
+    from armscan.training.checkpoint import load_checkpoint
+    from armscan.training.config import TrainConfig
+    from armscan.training.data import MixedDetection
+    from armscan.training.photo import _dataset
+
+    folder = tmp_path / "mine"
+    made = subprocess.run([sys.executable, "-m", "armscan.serve.cli", "photos", "synth", "--n", "6", "--seed", "7",
+                           "--out", str(folder)], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "ft"
+    run = subprocess.run([sys.executable, "-m", "armscan.serve.cli", "train", "--init-from", str(tiny_photo_onnx),
+                          "--data", str(folder), "--set", f"out_dir={json.dumps(str(out))}", "epochs=1",
+                          "iters_per_epoch=2", "batch_size=4", 'data={"cache_size": 6}'],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    child = load_checkpoint(out / "last.pt")
+    cfg = child["config"]
+    assert cfg["task"] == "photo" and cfg["freeze_bn"] and cfg["data"]["replay"] == 0.5
+    assert child["lineage"]["parent"] == str(tiny_photo_onnx.with_suffix(".pt")) and child["lineage"]["datasets"]
+    parent = load_checkpoint(tiny_photo_onnx.with_suffix(".pt"))
+    bn = next(k for k in parent["model_state"] if k.endswith("running_mean"))
+    assert torch.equal(child["model_state"][bn], parent["model_state"][bn])  # frozen: the parent's statistics
+    data = _dataset(TrainConfig.model_validate(cfg), PreprocessSpec(size=int(cfg["input_size"]), pad_value=114))
+    assert isinstance(data, MixedDetection) and data.n_real == 6 and len(data) == 12
+    drawn = data.draw(400, torch.Generator().manual_seed(0))
+    assert 0.4 < np.mean([i >= data.n_real for i in drawn]) < 0.6  # about half replay

@@ -32,6 +32,7 @@ from armscan.models.photo import MASK_STRIDE, MASKS
 from armscan.training.calibration import expected_calibration_error
 from armscan.training.checkpoint import check_resumable
 from armscan.training.config import TrainConfig
+from armscan.training.data import MixedDetection
 from armscan.training.distributed import make_ema
 from armscan.training.engine import MEMORY_FORMAT
 from armscan.training.photo_data import PhotoFolder, PhotoRenders, collate_photos, photo_loss
@@ -84,14 +85,21 @@ def _schedule(cfg: TrainConfig) -> Any:
 
 
 def _dataset(cfg: TrainConfig, spec: PreprocessSpec) -> Any:
+    """The photos to train on: renders, or photo folders (with ``data.replay``: mixed with that share of renders,
+    so that a fine-tune on a few families of real photos does not forget the others)."""
     folders = cfg.coco_folders()
+    renders = lambda size: PhotoRenders(cfg.data.train_seed, size, spec, MASK_STRIDE,  # noqa: E731
+                                        PhotoConfig.from_dict(cfg.data.photo), upright_share=cfg.data.upright_share)
     if cfg.data.kind == "coco":
         if not folders:
             raise ValueError("data.kind is 'coco' but neither data.coco_dir nor data.coco_dirs is set")
-        return PhotoFolder(folders, spec, MASK_STRIDE, upright_share=cfg.data.upright_share)
-    size = cfg.data.cache_size or 2000
-    return PhotoRenders(cfg.data.train_seed, size, spec, MASK_STRIDE, PhotoConfig.from_dict(cfg.data.photo),
-                        upright_share=cfg.data.upright_share)
+        real = PhotoFolder(folders, spec, MASK_STRIDE, upright_share=cfg.data.upright_share)
+        if cfg.data.replay <= 0:
+            return real
+        if cfg.data.cache_size <= 0:
+            raise ValueError("data.replay needs data.cache_size > 0: the number of renders to replay")
+        return MixedDetection(real, renders(cfg.data.cache_size), cfg.data.replay)
+    return renders(cfg.data.cache_size or 2000)
 
 
 def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | None = None) -> Path:
@@ -133,11 +141,16 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
 
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        sampler = RandomSampler(dataset, num_samples=cfg.iters_per_epoch * cfg.batch_size,
-                                generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        n_samples, gen = cfg.iters_per_epoch * cfg.batch_size, torch.Generator().manual_seed(cfg.seed + epoch)
+        sampler: Any = dataset.draw(n_samples, gen) if isinstance(dataset, MixedDetection) else \
+            RandomSampler(dataset, num_samples=n_samples, generator=gen)  # real photos and replay in their shares
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_photos,
                             drop_last=True, num_workers=0)
         model.train()
+        if cfg.freeze_bn:  # fine-tuning: the parent's batch-norm statistics stay (armscan.training.engine)
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         t0, b0, n = time.monotonic(), clock(), 0
         sums: dict[str, float] = {}
         for x, target in tqdm(loader, total=cfg.iters_per_epoch, desc=f"epoch {epoch}", mininterval=5.0):
