@@ -88,8 +88,11 @@ def _dataset(cfg: TrainConfig, spec: PreprocessSpec) -> Any:
     """The photos to train on: renders, or photo folders (with ``data.replay``: mixed with that share of renders,
     so that a fine-tune on a few families of real photos does not forget the others)."""
     folders = cfg.coco_folders()
-    renders = lambda size: PhotoRenders(cfg.data.train_seed, size, spec, MASK_STRIDE,  # noqa: E731
-                                        PhotoConfig.from_dict(cfg.data.photo), upright_share=cfg.data.upright_share)
+
+    def renders(size: int) -> PhotoRenders:
+        return PhotoRenders(cfg.data.train_seed, size, spec, MASK_STRIDE, PhotoConfig.from_dict(cfg.data.photo),
+                            upright_share=cfg.data.upright_share)
+
     if cfg.data.kind == "coco":
         if not folders:
             raise ValueError("data.kind is 'coco' but neither data.coco_dir nor data.coco_dirs is set")
