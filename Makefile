@@ -65,10 +65,10 @@ model-card: $(VENV)/.train-dev
 	$(BIN)/python training/model_card.py --model $(MODEL) --metrics runs/test_metrics.json --log runs/train/log.csv \
 		--out models/bundled/MODEL_CARD.md
 
-## Train the bundled seizure-photo model from renders (under 50 min on 2 cores), export it and write its card.
+## Train the bundled seizure-photo model from renders (about 20 min on 2 idle cores), export it and write its card.
 PHOTO_MODEL := models/bundled/armscan-photo.onnx
 # The bundled photo model's version: bump it before `make photo-card` replaces the model.
-PHOTO_VERSION := 0.3.0
+PHOTO_VERSION := 0.4.0
 train-photo: $(VENV)/.train-dev
 	$(BIN)/armscan train --config training/photo_small.yaml
 	$(MAKE) photo-card

@@ -377,3 +377,15 @@ def test_the_cli_fine_tunes_a_photo_model_on_a_photo_folder_with_replay(tiny_pho
     assert isinstance(data, MixedDetection) and data.n_real == 6 and len(data) == 12
     drawn = data.draw(400, torch.Generator().manual_seed(0))
     assert 0.4 < np.mean([i >= data.n_real for i in drawn]) < 0.6  # about half replay
+
+
+def test_the_photo_card_says_what_the_model_was_trained_on():
+    from armscan.training.photo_eval import _trained_on
+
+    renders = _trained_on({"config": {"data": {"kind": "photo", "cache_size": 6000, "train_seed": 0}}})
+    assert renders.startswith("**Procedural renders only**") and "6000 photos" in renders
+    tuned = _trained_on({"config": {"data": {"kind": "coco", "replay": 0.5, "cache_size": 1200}},
+                         "lineage": {"parent": "models/bundled/armscan-photo.pt", "parent_sha256": "ab" * 32,
+                                     "datasets": {"runs/mine": "1234abcd"}}})
+    assert "**Labelled photo folders**: `runs/mine` (content hash 1234abcd)" in tuned
+    assert "fine-tuned from `models/bundled/armscan-photo.pt`" in tuned and "0.5 of each epoch replayed 1200" in tuned

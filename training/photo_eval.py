@@ -210,12 +210,31 @@ def load_photo_classifier(model: str | Path) -> PhotoClassifier:
     return torch_classifier(model_from_photo_checkpoint(ckpt), photo_metadata(ckpt, "checkpoint"))
 
 
+def _trained_on(training: dict[str, Any]) -> str:
+    """What the model card says the model was trained on: renders, or photo folders fine-tuned from a parent."""
+    data = training.get("config", {}).get("data", {})
+    scenes = ("generic firearm silhouettes drawn with the X-ray engine's primitives, painted as metal, polymer or "
+              "printed plastic, on wood, laminate, metal, cloth, paper or cutting-mat tables, with an ID-1 card or a "
+              "ruler, distractors, mild camera tilt, lighting, noise and JPEG artefacts")
+    if data.get("kind") != "coco":
+        return (f"**Procedural renders only** (`armscan.datasets.photo`, {data.get('cache_size', '?')} photos, seeds "
+                f"from {data.get('train_seed', 0)}): {scenes}.")
+    lineage = training.get("lineage") or {}
+    folders = ", ".join(f"`{f}` (content hash {h})" for f, h in (lineage.get("datasets") or {}).items()) or "photo folders"
+    parent = f", fine-tuned from `{lineage['parent']}` (SHA-256 {str(lineage.get('parent_sha256'))[:16]})" \
+        if lineage.get("parent") else ""
+    replay = f"; {data.get('replay', 0):g} of each epoch replayed {data.get('cache_size')} procedural renders: {scenes}" \
+        if data.get("replay") else ""
+    return f"**Labelled photo folders**: {folders}{parent}{replay}."
+
+
 def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = None) -> str:
     """The photo model's card (Markdown) from its metadata and ``evaluate_photo`` metrics on held-out renders."""
     md = PhotoClassifier.from_onnx(model).metadata
     cal = md.training.get("calibration", {})
     cfg = md.training.get("config", {})
     budget = budget_note(cfg, md.training.get("budget_minutes"))
+    data = cfg.get("data", {})
     lines = [
         f"# Model card: {md.name} {md.version} (seizure photos)", "",
         "## What it does",
@@ -224,14 +243,13 @@ def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = 
         "(metal, polymer or printed); and predicts four masks (weapon, barrel, ID-1 card, ruler) from which "
         "`armscan.inference.measure` measures the overall and barrel length against the card or ruler. "
         "When the top probability is under the `probable` threshold it answers `uncertain` instead of guessing.", "",
-        "## What it was trained on",
-        f"**Procedural renders only** (`armscan.datasets.photo`, {cfg.get('data', {}).get('cache_size', '?')} photos, "
-        "seeds from 0): generic firearm silhouettes drawn with the X-ray engine's primitives, painted as metal, "
-        "polymer or printed plastic, on wood, laminate, metal, cloth, paper or cutting-mat tables, with an ID-1 "
-        "card or a ruler, distractors, mild camera tilt, lighting, noise and JPEG artefacts. **It has never seen a "
-        "real photograph.** Real seized weapons, real cards and real tables differ; fine-tune on labelled real "
-        "photos (`armscan data import imagefolder DIR --photos`) before relying on it.",
-        f"Recipe: `training/photo_small.yaml` ({md.architecture}, {md.preprocess.get('size')} px, "
+        "## What it was trained on", _trained_on(md.training), *(
+        [] if data.get("kind") == "coco" else [
+            "**It has never seen a real photograph.** Real seized weapons, real cards and real tables differ; "
+            "fine-tune it on labelled real photos (`armscan data import imagefolder DIR --photos`, then "
+            f"`armscan train --init-from {model} --data FOLDER`) before relying on it."]),
+        f"Recipe: `training/{'photo_finetune' if data.get('kind') == 'coco' else 'photo_small'}.yaml` "
+        f"({md.architecture}, {md.preprocess.get('size')} px, "
         f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores{budget}).",
         "",
         "## Calibration and bands (chosen on validation renders, stored in the model)",
