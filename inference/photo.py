@@ -20,7 +20,8 @@ With ``rotations`` (the default of models exported with ``orientation_average``)
 four orientations (eight for a square photo) and the logits are averaged (test-time augmentation, four times
 the model's compute): the answer is then the same however the photo is turned or mirrored, by construction
 (:func:`orientation_views`). The weapon's and barrel's masks, which the length is measured on, are averaged
-over the same views, each turned back onto the photo (:func:`masks_on_photo`).
+over the same views, each turned back onto the photo (:func:`masks_on_photo`), or taken from the photo's own
+view alone, whichever measured better on validation renders at export (``mask_views``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class PhotoMetadata(BaseModel):
     # Average over the photo's orientations by default (``rotations`` in the engine), so that the answer does
     # not depend on how the photo is turned; the temperature and bands are then fitted in that mode.
     orientation_average: bool = False
+    # With the orientation average, the weapon's and barrel's masks that the length is measured on: every view's,
+    # turned back onto the photo and averaged ("average"), or the photo's own view's ("photo"). Chosen at export
+    # on validation renders (the median length error against a card); models exported before: "average".
+    mask_views: Literal["average", "photo"] = "average"
     training: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -266,11 +271,12 @@ class PhotoClassifier:
                                       for i, v in enumerate(views)]))
             fam, build = out["family"].mean(axis=0), out["build"].mean(axis=0)
             masks = _sigmoid((out if as_is else self._run(x[None]))["masks"][0])  # in the photo's own orientation
-            # the weapon's and barrel's: every view's, turned back onto the photo and averaged, steadier outlines
-            # to measure (bench/photo_length.py); the card's and ruler's only point the card search at candidates
-            some = [i for i, name in enumerate(md.masks) if name in AVERAGED_MASKS]
-            masks[some] = masks_on_photo(_sigmoid(out["masks"][:, some]), view_maps(image.shape), lb.scale,
-                                         md.mask_stride)
+            if md.mask_views == "average":
+                # the weapon's and barrel's: every view's, turned back onto the photo and averaged, steadier outlines
+                # to measure (bench/photo_length.py); the card's and ruler's only point the card search at candidates
+                some = [i for i, name in enumerate(md.masks) if name in AVERAGED_MASKS]
+                masks[some] = masks_on_photo(_sigmoid(out["masks"][:, some]), view_maps(image.shape), lb.scale,
+                                             md.mask_stride)
         else:
             out = self._run(x[None])
             fam, build = out["family"][0], out["build"][0]

@@ -389,3 +389,22 @@ def test_the_photo_card_says_what_the_model_was_trained_on():
                                      "datasets": {"runs/mine": "1234abcd"}}})
     assert "**Labelled photo folders**: `runs/mine` (content hash 1234abcd)" in tuned
     assert "fine-tuned from `models/bundled/armscan-photo.pt`" in tuned and "0.5 of each epoch replayed 1200" in tuned
+
+
+def test_the_models_mask_views_decide_which_masks_the_length_is_measured_on():
+    """With the orientation average, ``mask_views: average`` measures on every view's masks turned back onto the
+    photo and averaged, ``photo`` on the photo's own view's alone (chosen per model at export)."""
+    spot = np.full((len(MASKS), 32, 32), -10.0, np.float32)
+    spot[0, 4:8, 2:12] = 10.0  # a weapon near the top-left corner of every view: the views disagree on the photo
+
+    clf = _stub(np.zeros(len(PHOTO_CLASSES), np.float32), masks=spot)
+    photo = np.full((96, 128, 3), 128, np.uint8)  # landscape: the first view is the photo itself
+    clf.metadata.mask_views = "photo"
+    own = clf.probabilities(photo, rotations=True)[2][0]
+    clf.metadata.mask_views = "average"
+    averaged = clf.probabilities(photo, rotations=True)[2][0]
+    assert own[4:8, 2:12].min() > 0.99 and own[20:, 20:].max() < 0.01  # the photo's own view: one spot, sharp
+    assert averaged[4:8, 2:12].max() < 0.5 and averaged.max() < 0.5  # four views' spots, each a quarter strong
+    legacy = clf.metadata.model_dump()
+    legacy.pop("mask_views")
+    assert PhotoMetadata.model_validate(legacy).mask_views == "average"  # models exported before it: the average
