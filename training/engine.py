@@ -28,6 +28,13 @@ class NonFiniteLossError(RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
 
 
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    """Put every batch-norm layer of ``model`` (in train mode) in eval mode: its running statistics stay fixed."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, stride: int, grad_clip: float, epoch: int,
                     total: int, deadline: float | None = None, *, ema: AveragedModel | None = None,
@@ -50,9 +57,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: to
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype is torch.float16)
     model.train()
     if freeze_bn:
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.eval()
+        freeze_batchnorm(model)
     sums: dict[str, float] = {}
     n = images_seen = 0
     bar = tqdm(loader, total=total, desc=f"epoch {epoch}", unit="it", mininterval=5.0, disable=not progress)

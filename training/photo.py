@@ -12,7 +12,6 @@ measured exactly as its export will run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from armscan.datasets.coco import dataset_hash
 from armscan.datasets.photo import PhotoConfig, render_photo
 from armscan.datasets.taxonomy import BUILDS, ID1_CARD_MM, PHOTO_CLASSES
 from armscan.inference.photo import PHOTO_OUTPUTS, PhotoBands, PhotoClassifier, PhotoMetadata
@@ -34,7 +32,7 @@ from armscan.training.checkpoint import check_resumable
 from armscan.training.config import TrainConfig
 from armscan.training.data import MixedDetection
 from armscan.training.distributed import make_ema
-from armscan.training.engine import MEMORY_FORMAT
+from armscan.training.engine import MEMORY_FORMAT, freeze_batchnorm
 from armscan.training.photo_data import PhotoFolder, PhotoRenders, collate_photos, photo_loss
 
 BAND_ACCURACY = {"confident": 0.98, "probable": 0.90}  # accuracy each band must reach on validation renders
@@ -135,9 +133,9 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
         start, elapsed, spent, history = ckpt["epoch"], ckpt["elapsed_s"], ckpt["budget_spent_s"], ckpt["history"]
         print(f"resuming from {last} at epoch {start}")
     dataset = _dataset(cfg, spec)
-    lineage = {"parent": str(cfg.init_from) if cfg.init_from else None,
-               "parent_sha256": hashlib.sha256(cfg.init_from.read_bytes()).hexdigest() if cfg.init_from else None,
-               "datasets": {str(f): dataset_hash(f) for f in cfg.coco_folders()} if cfg.data.kind == "coco" else {}}
+    from armscan.training.train import run_lineage
+
+    lineage = run_lineage(cfg)
     clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
     deadline = clock() + cfg.time_budget_min * 60 - spent
     from tqdm import tqdm
@@ -150,10 +148,8 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_photos,
                             drop_last=True, num_workers=0)
         model.train()
-        if cfg.freeze_bn:  # fine-tuning: the parent's batch-norm statistics stay (armscan.training.engine)
-            for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        if cfg.freeze_bn:  # fine-tuning: the parent's batch-norm statistics stay
+            freeze_batchnorm(model)
         t0, b0, n = time.monotonic(), clock(), 0
         sums: dict[str, float] = {}
         for x, target in tqdm(loader, total=cfg.iters_per_epoch, desc=f"epoch {epoch}", mininterval=5.0):

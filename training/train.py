@@ -206,10 +206,7 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext, init: dict[str, Any
         ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     dataset = _dataset(cfg, spec, ctx)
     config, prep = cfg.model_dump(mode="json"), spec.to_dict()
-    lineage = {"parent": str(cfg.init_from) if cfg.init_from else None,
-               "parent_sha256": _sha256(cfg.init_from) if cfg.init_from else None,
-               "datasets": {str(f): dataset_hash(f) for f in cfg.coco_folders()} if cfg.data.kind == "coco" else {},
-               "replay": cfg.data.replay if cfg.data.kind == "coco" else None}
+    lineage = run_lineage(cfg)
     deadline = clock() + cfg.time_budget_min * 60 - spent
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(_epoch_seed(cfg.seed, ctx.rank, epoch))  # augmentation: reproducible, also on resume
@@ -254,6 +251,15 @@ def _validate(cfg: TrainConfig, last: Path) -> None:
     metrics = evaluate(model_from_checkpoint(ckpt), metadata_from_checkpoint(ckpt, version="val"), read_coco(val_dir))
     (cfg.out_dir / "val_metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps({"val_mAP50": metrics["mAP50"], "val_mAP": metrics["mAP"]}))
+
+
+def run_lineage(cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint records of where it came from: the parent it was fine-tuned from (path and SHA-256),
+    each data folder's content hash and the share of synthetic replay."""
+    return {"parent": str(cfg.init_from) if cfg.init_from else None,
+            "parent_sha256": _sha256(cfg.init_from) if cfg.init_from else None,
+            "datasets": {str(f): dataset_hash(f) for f in cfg.coco_folders()} if cfg.data.kind == "coco" else {},
+            "replay": cfg.data.replay if cfg.data.kind == "coco" else None}
 
 
 def _sha256(path: Path) -> str:
