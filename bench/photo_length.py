@@ -158,8 +158,11 @@ def _summary(name: str, rows: list[dict[str, Any]], ms: list[float]) -> None:
           f"  over 20% {np.mean(rel > 0.2) if len(rel) else 0:.3f}")
     floor = np.array([abs(r["affine_floor"]) for r in rows if r.get("affine_floor") is not None])
     print(f"   |true card, affine map| median {q(floor, 50)}  p90 {q(floor, 90)}  (the card's own limit under tilt)")
-    print(f"   |scale err|  median {q(scale, 50)}  p90 {q(scale, 90)}  under 5% {np.mean(scale < 0.05) if len(scale) else 0:.3f}")
-    print(f"   |extent err| median {q(ext, 50)}  p90 {q(ext, 90)}  under 5% {np.mean(ext < 0.05) if len(ext) else 0:.3f}")
+    signed = {k: np.array([r[k] for r in rows if r["measured"] and r[k] is not None]) for k in ("scale", "extent")}
+    print(f"   |scale err|  median {q(scale, 50)}  p90 {q(scale, 90)}  under 5% {np.mean(scale < 0.05) if len(scale) else 0:.3f}"
+          f"  (signed median {q(signed['scale'], 50)})")
+    print(f"   |extent err| median {q(ext, 50)}  p90 {q(ext, 90)}  under 5% {np.mean(ext < 0.05) if len(ext) else 0:.3f}"
+          f"  (signed median {q(signed['extent'], 50)})")
     print(f"   +/- covers the truth on {np.mean(cov) if cov else 0:.3f};  measure() median {np.median(ms):.1f} ms,"
           f" p90 {np.percentile(ms, 90):.1f} ms")
     for kind, n in sorted(Counter(r["kind"] for r in rows).items(), key=lambda x: -x[1]):
@@ -192,6 +195,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/armscan_photo_masks.npz"))
     ap.add_argument("--png-dir", type=Path, default=None, help="draw the worst photos here")
     ap.add_argument("--show", type=int, default=8)
+    ap.add_argument("--kind", default=None, help='show (and draw) only photos of this failure kind, e.g. "extent too long"')
     ap.add_argument("--no-oracle", action="store_true", help="skip the ground-truth masks run")
     # what-ifs on the measurement's two resolution settings (armscan.inference.measure), for this run only
     ap.add_argument("--max-side", type=int, default=None, help=f"measuring resolution (default {measure_mod.MAX_SIDE} px)")
@@ -228,7 +232,7 @@ def main() -> None:
             row = _row(m, meta, (image.shape[1], image.shape[0]), gated)
             row["id"] = it["id"]
             runs[name].append(row)
-            if name == "model masks" and gated:
+            if name == "model masks" and gated and args.kind in (None, row["kind"]):
                 worst.append((abs(row["rel"]) if row["measured"] else 9.0, it, m, masks, scale))
     for name, rows in runs.items():
         if rows:

@@ -11,9 +11,11 @@ without torch:
    **Ruler**: the ruler region's long axis is sampled across the photo; the period of its
    graduations (Fourier spectrum of the profile) gives the millimetres per pixel, and the
    hypothesis (1, 5 or 10 mm between the strongest ticks) is chosen by the ruler length it implies.
-3. The weapon's outline is mapped to millimetres; its overall length is its extent along the bore (the
-   barrel mask's long axis), or the long side of its minimum-area rectangle when no barrel is seen. The
-   barrel's length is the extent of the barrel mask along the same axis.
+3. The weapon is the mask's largest region and the sizeable regions near it (a split stock), not a tool
+   across the table that the mask also took (:func:`_main_parts`). Its outline is mapped to millimetres;
+   its overall length is its extent along the bore (the barrel mask's long axis), or the long side of its
+   minimum-area rectangle when no barrel is seen. The barrel's length is the extent of the barrel mask
+   along the same axis.
 
 Each length comes with an uncertainty (about two standard deviations): half a mask cell at each end
 of the weapon, about a pixel for the card's length (its outline is redrawn from the photo's colours
@@ -75,15 +77,48 @@ def _largest(mask: NDArray[np.uint8], min_area: int) -> NDArray[np.uint8] | None
     return out
 
 
-def _main_parts(mask: NDArray[np.uint8], min_area: int, share: float = 0.1) -> NDArray[np.uint8] | None:
-    """The largest region and every region at least ``share`` of its size (a thin stock can split the mask)."""
+def _main_parts(mask: NDArray[np.uint8], min_area: int, share: float = 0.1,
+                cell: float | None = None) -> NDArray[np.uint8] | None:
+    """The largest region and every region at least ``share`` of its size (a thin stock can split the mask).
+
+    With ``cell`` (a mask cell, in pixels) a region is kept only when it lies near those kept so far: within two
+    cells or a tenth of their long side. A split stock or barrel lies that close; a tool or a box across the
+    table that the mask also took for a weapon does not, and would stretch the length to reach it.
+    """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return None
     areas = stats[1:, cv2.CC_STAT_AREA]
     if areas.max() < min_area:
         return None
-    keep = 1 + np.flatnonzero(areas >= share * areas.max())
+    candidates = 1 + np.flatnonzero(areas >= share * areas.max())
+    if cell is None:
+        return np.isin(labels, candidates).astype(np.uint8)
+    kept = [1 + int(np.argmax(areas))]
+    rest = [int(k) for k in candidates if k != kept[0]]
+    while rest:
+        core = np.isin(labels, kept).astype(np.uint8)
+        x, y, w, h = cv2.boundingRect(core)
+        reach = max(2.0 * cell, 0.1 * max(w, h))
+        dist = cv2.distanceTransform(1 - core, cv2.DIST_L2, 3)
+        near = [k for k in rest if float(dist[labels == k].min()) <= reach]
+        if not near:
+            break
+        kept += near
+        rest = [k for k in rest if k not in near]
+    return np.isin(labels, kept).astype(np.uint8)
+
+
+def _near(mask: NDArray[np.uint8], anchor: NDArray[np.uint8], reach: float) -> NDArray[np.uint8]:
+    """The regions of ``mask`` that come within ``reach`` pixels of ``anchor``: a barrel on the weapon (or just
+    past a weapon mask that lost the muzzle), not a long thin tool elsewhere on the table that the barrel mask
+    also took."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    if n <= 1:
+        return mask
+    dist = cv2.distanceTransform(1 - anchor, cv2.DIST_L2, 3)
+    closest = np.array([float(dist[labels == k].min()) for k in range(1, n)])
+    keep = 1 + np.flatnonzero(closest <= reach)
     return np.isin(labels, keep).astype(np.uint8)
 
 
@@ -244,7 +279,7 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
 
     cell = mask_stride / input_scale * s  # one mask cell, in measuring pixels
     min_area = int(max(16, 4 * cell * cell))
-    weapon = _main_parts(at_photo("weapon"), min_area)
+    weapon = _main_parts(at_photo("weapon"), min_area, cell=cell)
     hom: NDArray[np.float64] | None = None
     mm_px, rel_ref, corners, note = 0.0, 0.0, None, ""
     mapping: Mapping | None = None
@@ -284,11 +319,12 @@ def measure(masks: NDArray[np.float32], image: NDArray[np.uint8], card_mm: tuple
         result.note = "no weapon outline to measure"
         return result
     to_mm = mm_px / s  # per measuring pixel, for the ruler (no homography)
+    coarse = weapon
     coarse_outline = _to_plane(_outline(weapon), hom, to_mm)
     weapon = _weapon_from_colour(bgr, weapon, cell)
     outline = _to_plane(_outline(weapon), hom, to_mm)
     overall, axis = _extent(outline)
-    barrel = _main_parts(at_photo("barrel"), max(4, min_area // 4), share=0.2)
+    barrel = _main_parts(_near(at_photo("barrel"), coarse, 4 * cell), max(4, min_area // 4), share=0.2)
     barrel_mm = _to_plane(_outline(barrel), hom, to_mm) if barrel is not None else None
     if barrel_mm is not None:  # lengths run along the bore: a revolver's slanted grip must not tilt the axis
         b_len, b_axis = _extent(barrel_mm)

@@ -163,3 +163,37 @@ def test_the_overall_length_holds_the_barrel_when_the_weapon_mask_misses_it(seed
     # the weapon mask alone spans 60% of the length; with its barrel, the thin muzzle's faint cells aside, most
     assert abs(m.overall.mm - length) / length < 0.15, (m.overall, length)
     assert abs(m.overall.mm - length) <= m.overall.plus_minus_mm
+
+
+def _with_tool(img: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A dark tool across the table (top right, far from the weapon) that the weapon mask also takes."""
+    img, masks = img.copy(), masks.copy()
+    cv2.rectangle(img, (540, 20), (620, 60), (40, 40, 45), -1)
+    tool = np.zeros(img.shape[:2], np.float32)
+    tool[20:61, 540:621] = 1.0
+    scale = INPUT / max(SIZE)
+    small = cv2.resize(tool, (round(SIZE[0] * scale) // 4, round(SIZE[1] * scale) // 4), interpolation=cv2.INTER_AREA)
+    masks[0, : small.shape[0], : small.shape[1]] = np.maximum(masks[0, : small.shape[0], : small.shape[1]], small)
+    return img, masks
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_far_object_the_weapon_mask_also_took_does_not_stretch_the_length(seed: int) -> None:
+    img, _, masks, length = _photo(seed)
+    img, masks = _with_tool(img, masks)
+    m = measure(masks, img, CARD_MM, INPUT / max(SIZE), 4, NAMES)
+    assert m.overall is not None, m.note
+    assert abs(m.overall.mm - length) / length < 0.03, (m.overall, length)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_weapon_mask_split_by_a_thin_stretch_is_measured_whole(seed: int) -> None:
+    img, _, masks, length = _photo(seed)
+    ys, xs = np.nonzero(masks[0] > 0.3)
+    cut = xs.min() + (xs.max() - xs.min()) // 3  # one cell's column a third of the way along: a thin wrist
+    masks[0, :, cut] = 0.0
+    n, _ = cv2.connectedComponents((masks[0] > 0.3).astype(np.uint8))
+    assert n - 1 >= 2  # the mask is split
+    m = measure(masks, img, CARD_MM, INPUT / max(SIZE), 4, NAMES)
+    assert m.overall is not None, m.note
+    assert abs(m.overall.mm - length) / length < 0.03, (m.overall, length)

@@ -380,7 +380,7 @@ def test_the_cli_fine_tunes_a_photo_model_on_a_photo_folder_with_replay(tiny_pho
 
 
 def test_the_photo_card_says_what_the_model_was_trained_on():
-    from armscan.training.photo_eval import _trained_on
+    from armscan.training.photo_eval import _recipe, _trained_on, _weights_note
 
     renders = _trained_on({"config": {"data": {"kind": "photo", "cache_size": 6000, "train_seed": 0}}})
     assert renders.startswith("**Procedural renders only**") and "6000 photos" in renders
@@ -389,6 +389,13 @@ def test_the_photo_card_says_what_the_model_was_trained_on():
                                      "datasets": {"runs/mine": "1234abcd"}}})
     assert "**Labelled photo folders**: `runs/mine` (content hash 1234abcd)" in tuned
     assert "fine-tuned from `models/bundled/armscan-photo.pt`" in tuned and "0.5 of each epoch replayed 1200" in tuned
+    refreshed = {"config": {"data": {"kind": "photo", "cache_size": 3000, "train_seed": 6000}, "loss_weights": {"mask": 3.0}},
+                 "lineage": {"parent": "models/bundled/armscan-photo.pt", "parent_sha256": "cd" * 32}}
+    text = _trained_on(refreshed)
+    assert text.startswith("**Procedural renders only**") and "refreshed from `models/bundled/armscan-photo.pt`" in text
+    assert "3000 photos, seeds from 6000" in text
+    assert (_recipe(refreshed), _recipe({"config": {"data": {"kind": "photo"}}})) == ("photo_masks", "photo_small")
+    assert _weights_note(refreshed["config"]) == "; loss weights mask x3"
 
 
 def test_the_models_mask_views_decide_which_masks_the_length_is_measured_on():

@@ -45,6 +45,19 @@ def test_unknown_config_key_is_an_error(tmp_path):
         TrainConfig.load(cfg)
 
 
+def test_loss_weights_weigh_named_terms_and_an_unknown_term_is_an_error():
+    from armscan.training.engine import total_loss
+
+    losses = {"family": torch.tensor(1.0), "build": torch.tensor(0.5), "mask": torch.tensor(2.0)}
+    assert float(total_loss(losses)) == pytest.approx(3.5)
+    cfg = TrainConfig.load(None, {"task": "photo", "loss_weights": {"mask": 3.0}})
+    assert float(total_loss(losses, cfg.loss_weights)) == pytest.approx(7.5)
+    with pytest.raises(ValidationError, match="unknown loss term"):
+        TrainConfig.load(None, {"loss_weights": {"masks": 3.0}})
+    with pytest.raises(ValidationError, match=">= 0"):
+        TrainConfig.load(None, {"loss_weights": {"mask": -1.0}})
+
+
 def test_checkpoint_describes_itself_and_training_resumes(tiny_checkpoint, tmp_path):
     import shutil
 

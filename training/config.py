@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Seed ranges of the synthetic splits. Training draws from [train_seed, train_seed + iters * batch);
 # thresholds are chosen on VAL seeds and the model card is measured on TEST seeds, far from both.
@@ -40,6 +40,10 @@ class DataConfig(BaseModel):
     upright_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
+#: The loss terms :attr:`TrainConfig.loss_weights` may weigh (training.loss.detection_loss, training.photo_data.photo_loss).
+LOSS_TERMS = frozenset({"cls", "box", "ctr", "build", "type", "weak", "family", "mask"})
+
+
 class TrainConfig(BaseModel):
     """One training run. Saved resolved next to the checkpoints as ``config.yaml``."""
 
@@ -60,6 +64,9 @@ class TrainConfig(BaseModel):
     weight_decay: float = 0.05
     warmup_iters: int = 200
     grad_clip: float = 10.0
+    # Multipliers of named loss terms, e.g. {mask: 2.0} to weigh a photo model's masks more while fine-tuning
+    # it for measurement (terms: detect cls, box, ctr, build, type, weak; photo family, build, mask). Others: 1.
+    loss_weights: dict[str, float] = Field(default_factory=dict)
     workers: int = 1
     seed: int = 0  # model initialisation; data order and augmentation are seeded per (seed, rank, epoch)
     freeze_bn: bool = False  # keep batch-norm statistics fixed (fine-tuning)
@@ -73,6 +80,16 @@ class TrainConfig(BaseModel):
     budget_clock: Literal["wall", "cpu"] = "wall"
     out_dir: Path = Path("runs/train")
     val_images: int = 300  # generated at VAL_SEED for the end-of-training evaluation
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _weights_are_known(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - LOSS_TERMS)
+        if unknown:
+            raise ValueError(f"loss_weights: unknown loss term(s) {unknown}; the terms are {sorted(LOSS_TERMS)}")
+        if any(not 0.0 <= w < float("inf") for w in v.values()):
+            raise ValueError(f"loss_weights must be finite and >= 0, not {v}")
+        return v
 
     @classmethod
     def load(cls, path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -35,12 +35,19 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
             m.eval()
 
 
+def total_loss(losses: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
+    """The sum of the loss terms, each times its weight in ``weights`` (``TrainConfig.loss_weights``; others 1)."""
+    w = weights or {}
+    return torch.stack([v * w.get(k, 1.0) for k, v in losses.items()]).sum()
+
+
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, stride: int, grad_clip: float, epoch: int,
                     total: int, deadline: float | None = None, *, ema: AveragedModel | None = None,
                     device: torch.device | None = None, amp: bool = False,
                     stop: Callable[[bool], bool] = bool, progress: bool = True,
-                    clock: Callable[[], float] = time.monotonic, freeze_bn: bool = False) -> dict[str, float]:
+                    clock: Callable[[], float] = time.monotonic, freeze_bn: bool = False,
+                    loss_weights: dict[str, float] | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss term, ``iters`` and ``images``.
 
     ``model`` may be wrapped in DistributedDataParallel (which averages the gradients across ranks);
@@ -49,7 +56,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: to
     epoch ends early (``deadline`` is read on ``clock``: wall time, or the process's CPU time);
     ``stop`` turns this rank's wish to stop into the decision of all ranks. ``freeze_bn`` keeps every
     batch-norm layer in eval mode (its running statistics fixed): fine-tuning on a new image domain then
-    cannot shift the statistics the old domain relies on.
+    cannot shift the statistics the old domain relies on. ``loss_weights`` multiply named loss terms
+    (:func:`total_loss`); the means returned are of the unweighted terms.
     """
     device = device or torch.device("cpu")
     amp = amp and device.type == "cuda"
@@ -67,7 +75,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[Any], optimizer: to
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             outputs = model(images)
         losses = detection_loss(tuple(o.float() for o in outputs), targets, stride)
-        loss = torch.stack(list(losses.values())).sum()
+        loss = total_loss(losses, loss_weights)
         if not math.isfinite(float(loss.detach())):
             terms = {k: float(v.detach()) for k, v in losses.items()}
             raise NonFiniteLossError(f"loss is not finite at epoch {epoch}: {terms}")

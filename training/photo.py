@@ -32,7 +32,7 @@ from armscan.training.checkpoint import check_resumable
 from armscan.training.config import TrainConfig
 from armscan.training.data import MixedDetection
 from armscan.training.distributed import make_ema
-from armscan.training.engine import MEMORY_FORMAT, freeze_batchnorm
+from armscan.training.engine import MEMORY_FORMAT, freeze_batchnorm, total_loss
 from armscan.training.photo_data import PhotoFolder, PhotoRenders, collate_photos, photo_loss
 
 BAND_ACCURACY = {"confident": 0.98, "probable": 0.90}  # accuracy each band must reach on validation renders
@@ -154,7 +154,7 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
         sums: dict[str, float] = {}
         for x, target in tqdm(loader, total=cfg.iters_per_epoch, desc=f"epoch {epoch}", mininterval=5.0):
             losses = photo_loss(model(x.contiguous(memory_format=MEMORY_FORMAT)), target)
-            loss = torch.stack(list(losses.values())).sum()
+            loss = total_loss(losses, cfg.loss_weights)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"loss is not finite at epoch {epoch}: {({k: float(v) for k, v in losses.items()})}")
             optimizer.zero_grad(set_to_none=True)

@@ -241,16 +241,32 @@ def _trained_on(training: dict[str, Any]) -> str:
     scenes = ("generic firearm silhouettes drawn with the X-ray engine's primitives, painted as metal, polymer or "
               "printed plastic, on wood, laminate, metal, cloth, paper or cutting-mat tables, with an ID-1 card or a "
               "ruler, distractors, mild camera tilt, lighting, noise and JPEG artefacts")
-    if data.get("kind") != "coco":
-        return (f"**Procedural renders only** (`armscan.datasets.photo`, {data.get('cache_size', '?')} photos, seeds "
-                f"from {data.get('train_seed', 0)}): {scenes}.")
     lineage = training.get("lineage") or {}
+    if data.get("kind") != "coco":
+        renders = f"{data.get('cache_size', '?')} photos, seeds from {data.get('train_seed', 0)}"
+        if lineage.get("parent"):  # a refresh on renders the parent had not seen
+            renders = (f"refreshed from `{lineage['parent']}` (SHA-256 {str(lineage.get('parent_sha256'))[:16]}, itself "
+                       f"trained on renders) on {renders}")
+        return f"**Procedural renders only** (`armscan.datasets.photo`, {renders}): {scenes}."
     folders = ", ".join(f"`{f}` (content hash {h})" for f, h in (lineage.get("datasets") or {}).items()) or "photo folders"
     parent = f", fine-tuned from `{lineage['parent']}` (SHA-256 {str(lineage.get('parent_sha256'))[:16]})" \
         if lineage.get("parent") else ""
     replay = f"; {data.get('replay', 0):g} of each epoch replayed {data.get('cache_size')} procedural renders: {scenes}" \
         if data.get("replay") else ""
     return f"**Labelled photo folders**: {folders}{parent}{replay}."
+
+
+def _recipe(training: dict[str, Any]) -> str:
+    """The shipped recipe a photo model came from: photo folders (fine-tuning), a refresh of a parent on renders
+    (the mask refresh), or renders from scratch."""
+    if training.get("config", {}).get("data", {}).get("kind") == "coco":
+        return "photo_finetune"
+    return "photo_masks" if (training.get("lineage") or {}).get("parent") else "photo_small"
+
+
+def _weights_note(cfg: dict[str, Any]) -> str:
+    weights = cfg.get("loss_weights") or {}
+    return "; loss weights " + ", ".join(f"{k} x{v:g}" for k, v in weights.items()) if weights else ""
 
 
 def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = None) -> str:
@@ -273,9 +289,9 @@ def photo_card(model: Path, metrics: dict[str, Any], latency_ms: float | None = 
             "**It has never seen a real photograph.** Real seized weapons, real cards and real tables differ; "
             "fine-tune it on labelled real photos (`armscan data import imagefolder DIR --photos`, then "
             f"`armscan train --init-from {model} --data FOLDER`) before relying on it."]),
-        f"Recipe: `training/{'photo_finetune' if data.get('kind') == 'coco' else 'photo_small'}.yaml` "
-        f"({md.architecture}, {md.preprocess.get('size')} px, "
-        f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores{budget}).",
+        f"Recipe: `training/{_recipe(md.training)}.yaml` ({md.architecture}, {md.preprocess.get('size')} px, "
+        f"{md.training.get('epochs_done')} epochs, {md.training.get('train_minutes')} min on 2 CPU cores{budget}"
+        f"{_weights_note(cfg)}).",
         "",
         "## Calibration and bands (chosen on validation renders, stored in the model)",
         f"- temperature {md.temperature} (family), {md.build_temperature} (build); expected calibration error "

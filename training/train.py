@@ -214,7 +214,8 @@ def _train(cfg: TrainConfig, resume: bool, ctx: DistContext, init: dict[str, Any
         stats = train_one_epoch(ddp, _loader(cfg, dataset, epoch, ctx.rank, ctx.world_size), optimizer, scheduler,
                                 STRIDE, cfg.grad_clip, epoch, cfg.iters_per_epoch, deadline, ema=ema,
                                 device=ctx.device, amp=cfg.amp, stop=lambda flag: any_rank(ctx, flag),
-                                progress=ctx.is_main, clock=clock, freeze_bn=cfg.freeze_bn)
+                                progress=ctx.is_main, clock=clock, freeze_bn=cfg.freeze_bn,
+                                loss_weights=cfg.loss_weights)
         stats = reduce_epoch(ctx, stats)
         elapsed += time.monotonic() - t0
         spent += clock() - b0
