@@ -65,12 +65,12 @@ model-card: $(VENV)/.train-dev
 	$(BIN)/python training/model_card.py --model $(MODEL) --metrics runs/test_metrics.json --log runs/train/log.csv \
 		--out models/bundled/MODEL_CARD.md
 
-## Train the bundled seizure-photo model from renders (about 60 min on 2 idle cores), export it and write its card:
-## 20 epochs from scratch on 6,000 renders, then four mask refreshes on 3,000 new renders each (seeds from 6000 to 15000).
+## Train the bundled seizure-photo model from renders (about 70 min on 2 idle cores), export it and write its card:
+## 20 epochs from scratch on 6,000 renders, then five mask refreshes on 3,000 new renders each (seeds from 6000 to 18000).
 PHOTO_MODEL := models/bundled/armscan-photo.onnx
 # The bundled photo model's version: bump it before `make photo-card` replaces the model.
-PHOTO_VERSION := 0.5.0
-PHOTO_CHECKPOINT := runs/photo_masks4/last.pt
+PHOTO_VERSION := 0.6.0
+PHOTO_CHECKPOINT := runs/photo_masks5/last.pt
 train-photo: $(VENV)/.train-dev
 	$(BIN)/armscan train --config training/photo_small.yaml
 	$(BIN)/armscan train --config training/photo_masks.yaml --set init_from='"runs/photo/last.pt"' \
@@ -81,6 +81,8 @@ train-photo: $(VENV)/.train-dev
 		out_dir='"runs/photo_masks3"' 'data={"train_seed": 12000}'
 	$(BIN)/armscan train --config training/photo_masks.yaml --set init_from='"runs/photo_masks3/last.pt"' \
 		out_dir='"runs/photo_masks4"' 'data={"train_seed": 15000}'
+	$(BIN)/armscan train --config training/photo_masks.yaml --set init_from='"runs/photo_masks4/last.pt"' \
+		out_dir='"runs/photo_masks5"' 'data={"train_seed": 18000}'
 	$(MAKE) photo-card
 
 ## Export the photo checkpoint (temperature and bands on 600 validation renders) and measure it on 500 held-out renders.
