@@ -25,7 +25,7 @@ around the masked region; the ruler: 0.5%), plus 1% for the flatness and lens as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -99,14 +99,19 @@ def _main_parts(mask: NDArray[np.uint8], min_area: int, share: float = 0.1,
     while rest:
         core = np.isin(labels, kept).astype(np.uint8)
         x, y, w, h = cv2.boundingRect(core)
-        reach = max(2.0 * cell, 0.1 * max(w, h))
-        dist = cv2.distanceTransform(1 - core, cv2.DIST_L2, 3)
-        near = [k for k in rest if float(dist[labels == k].min()) <= reach]
+        gaps = _gaps(labels, n, core)
+        near = [k for k in rest if gaps[k - 1] <= max(2.0 * cell, 0.1 * max(w, h))]
         if not near:
             break
         kept += near
         rest = [k for k in rest if k not in near]
     return np.isin(labels, kept).astype(np.uint8)
+
+
+def _gaps(labels: NDArray[Any], n: int, anchor: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """For each labelled region 1..n-1, its distance in pixels to ``anchor`` (0 where they touch)."""
+    dist = cv2.distanceTransform(1 - anchor, cv2.DIST_L2, 3)
+    return np.array([float(dist[labels == k].min()) for k in range(1, n)])
 
 
 def _near(mask: NDArray[np.uint8], anchor: NDArray[np.uint8], reach: float) -> NDArray[np.uint8]:
@@ -116,9 +121,7 @@ def _near(mask: NDArray[np.uint8], anchor: NDArray[np.uint8], reach: float) -> N
     n, labels = cv2.connectedComponents(mask, connectivity=8)
     if n <= 1:
         return mask
-    dist = cv2.distanceTransform(1 - anchor, cv2.DIST_L2, 3)
-    closest = np.array([float(dist[labels == k].min()) for k in range(1, n)])
-    keep = 1 + np.flatnonzero(closest <= reach)
+    keep = 1 + np.flatnonzero(_gaps(labels, n, anchor) <= reach)
     return np.isin(labels, keep).astype(np.uint8)
 
 
