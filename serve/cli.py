@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="COCO mAP and Pd at fixed false-alarm rates (needs the train extra)")
     e.add_argument("--model", required=True, help="exported .onnx or a training checkpoint")
-    e.add_argument("--data", type=Path, required=True, help="COCO folder, e.g. written by 'armscan synth'")
+    e.add_argument("--data", type=Path, required=True, nargs="+", metavar="FOLDER",
+                   help="COCO folder, e.g. written by 'armscan synth' (detectors: several are pooled)")
     e.add_argument("--out", type=Path, help="also write the JSON here (then only a summary is printed)")
     e.add_argument("--report", type=Path, help="also write PR and Pd/FAR curves (PNG) and report.md here")
     e.add_argument("--card", type=Path, help="photo models: also write the model card (Markdown) here")
@@ -113,8 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", type=Path, required=True)
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--version", default="0.1.0")
-    x.add_argument("--calib", type=Path, help="COCO folder on which to choose the alarm threshold")
-    x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the threshold")
+    x.add_argument("--calib", type=Path, nargs="+", metavar="FOLDER",
+                   help="COCO folders (pooled) on which to choose the alarm thresholds; photo models: one folder")
+    x.add_argument("--target-far", type=float, default=0.01, help="parcel false-alarm rate for the thresholds")
+    x.add_argument("--alarm-rule", choices=("per-class", "single"), default="per-class",
+                   help="an alarm threshold per class (default), or one for every class")
     x.add_argument("--uncertain-far", type=float, default=0.05,
                    help="share of clean scans allowed to be uncertain or alarm (sets the abstention band; 0: none)")
     from armscan.serve import data_commands, gate, photo_commands
@@ -275,7 +279,9 @@ def _train_commands(args: argparse.Namespace) -> int:
             from armscan.datasets.photo import read_photo_dataset
             from armscan.training.photo_eval import evaluate_photo, load_photo_classifier
 
-            metrics = evaluate_photo(load_photo_classifier(args.model), read_photo_dataset(args.data))
+            if len(args.data) > 1:
+                return _fail("photo models are evaluated on one folder at a time")
+            metrics = evaluate_photo(load_photo_classifier(args.model), read_photo_dataset(args.data[0]))
             if args.card:
                 from armscan.training.photo_eval import photo_card
 
@@ -299,15 +305,18 @@ def _train_commands(args: argparse.Namespace) -> int:
     if load_checkpoint(args.checkpoint).get("task") == "photo":
         from armscan.training.photo_eval import export_photo
 
-        pmd = export_photo(args.checkpoint, args.out, args.version, calib=args.calib)
+        if args.calib and len(args.calib) > 1:
+            return _fail("photo models are calibrated on one folder")
+        pmd = export_photo(args.checkpoint, args.out, args.version, calib=args.calib[0] if args.calib else None)
         print(f"exported {args.out} (temperature {pmd.temperature}, bands: confident >= {pmd.bands.confident}, "
               f"probable >= {pmd.bands.probable})")
         return 0
     md = export(args.checkpoint, args.out, args.version, args.calib, args.target_far,
-                uncertain_far=args.uncertain_far or None)
-    band = md.thresholds.uncertain
-    print(f"exported {args.out} (alarm threshold {md.thresholds.alarm[md.classes[0]]:.4f}"
-          + (f", uncertain from {band[md.classes[0]]:.4f})" if band else ")"))
+                uncertain_far=args.uncertain_far or None, per_class=args.alarm_rule == "per-class")
+    band = md.thresholds.uncertain or {}
+    print(f"exported {args.out}; thresholds per class (alarm / uncertain from):")
+    for c in md.classes:
+        print(f"  {c:16s} {md.thresholds.alarm[c]:.4f}" + (f" / {band[c]:.4f}" if c in band else ""))
     return 0
 
 

@@ -17,7 +17,12 @@ def test_bundled_model_is_small_and_describes_itself():
     assert md.thresholds.target_far == 0.01 and md.thresholds.chosen_on.startswith("val")
     assert md.training["config"]["data"]["kind"] == "synth"
     card = (DEFAULT_MODEL.parent / "MODEL_CARD.md").read_text()
-    assert f"**{next(iter(md.thresholds.alarm.values())):.4f}**" in card  # the card describes this very model
+    assert f"# Model card: {md.name} {md.version}\n" in card  # the card describes this very model and its thresholds
+    alarm = md.thresholds.alarm
+    if len(set(alarm.values())) == 1:
+        assert f"**{next(iter(alarm.values())):.4f}**" in card
+    else:
+        assert all(f"| {c} | {t:.4f} |" in card for c, t in alarm.items())
 
 
 def test_bundled_model_flags_sample_threats_and_clears_clean_samples():
@@ -31,8 +36,9 @@ def test_bundled_model_flags_sample_threats_and_clears_clean_samples():
     assert all(decisions[f] == "clear" for f in clean), json.dumps(decisions)
     # Every sample firearm is flagged with a box, and all but one of the threat samples: an alarm (1% false-alarm
     # threshold) or, between the uncertain and alarm thresholds (5% of clean scans), uncertain, for the officer to
-    # look at. 0.4.0 misses the lone barrel (best box 0.52, uncertain from 0.73; barrels' Pd at 1% FAR is 0.12 on
-    # the held-out scans, as 0.3.0's was): README, "The bundled model".
+    # look at. 0.4.0 and 0.5.0 miss the lone barrel (0.5.0: best box 0.77, barrels' uncertain band from 0.98, the
+    # alarm at 0.996: clutter often scores high as a barrel; barrels' Pd at 1% FAR is 0.13 on the held-out
+    # scans): README, "The bundled model".
     flagged = [f for f in threats if decisions[f] != "clear" and results[f].detections]
     firearms = [r.file.name for r in records if any(b["cls"] == "firearm" for b in r.boxes)]
     assert len(firearms) == 3 and set(firearms) <= set(flagged), json.dumps(decisions)

@@ -62,12 +62,23 @@ def test_eval_of_onnx_and_checkpoint_agree(tiny_onnx, tiny_checkpoint, tiny_coco
     assert a["mAP50"] == pytest.approx(b["mAP50"], abs=1e-3)
 
 
-def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny_coco, tmp_path):
+def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny_coco, tmp_path, monkeypatch):
+    from armscan.training import evaluate
     from armscan.training.export import export
 
+    # two folders pooled (6 clean scans): too few for a threshold per class, so one for every class
+    few = export(tiny_checkpoint, tmp_path / "few.onnx", version="cal", calib=[tiny_coco, tiny_coco],
+                 target_far=0.5).thresholds
+    assert len(set(few.alarm.values())) == 1 and 0.0 < next(iter(few.alarm.values())) <= 1.0
+    assert few.chosen_on.startswith(f"{tiny_coco.name} + {tiny_coco.name}: ")
+    assert "(6 clean scans; an alarm threshold per class needs 20)" in few.chosen_on
+    monkeypatch.setattr(evaluate, "PER_CLASS_MIN_FALSE_ALARMS", 1)  # the tiny set's 3 clean scans may choose per class
     md = export(tiny_checkpoint, tmp_path / "cal.onnx", version="cal", calib=tiny_coco, target_far=0.5)
     th = Detector.from_onnx(tmp_path / "cal.onnx").metadata.thresholds
     assert th == md.thresholds and th.target_far == 0.5 and "mAP50_nms_agnostic" in th.chosen_on
-    assert len(set(th.alarm.values())) == 1 and 0.0 < next(iter(th.alarm.values())) <= 1.0
+    assert set(th.alarm) == set(md.classes) and all(0.0 < v <= 1.0 for v in th.alarm.values())
+    assert '"rule": "per class"' in th.chosen_on
+    band = th.uncertain or {}
+    assert all(band[c] <= th.alarm[c] for c in band)
     with pytest.raises(ValueError, match="cannot resolve a false-alarm rate of 0.01"):
         export(tiny_checkpoint, tmp_path / "cal2.onnx", version="cal", calib=tiny_coco, target_far=0.01)

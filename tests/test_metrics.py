@@ -161,3 +161,56 @@ def test_ap_per_build_ignores_the_other_builds_boxes():
     assert ap("printed", preds)["firearm"] == pytest.approx(1.0) and ap("printed", preds)["ammunition"] is None
     preds[1].boxes[0] = [60, 60, 90, 90]  # now it is a false alarm, for every build
     assert ap("metal", preds)["firearm"] == pytest.approx(0.5, abs=0.01) and ap("printed", preds)["firearm"] == 0.0
+
+
+def _two_class_scores(rng):
+    """Clean scans on which class 0 (a noisy part class) often scores high and class 1 never does; half the
+    threats show only as a moderate class-1 score, half as a very high class-0 score."""
+    clean = np.stack([rng.uniform(0.5, 0.95, 400), rng.uniform(0.0, 0.3, 400)], axis=1)
+    threat = np.zeros((200, 2))
+    threat[:100, 1] = rng.uniform(0.5, 0.7, 100)
+    threat[100:, 0] = rng.uniform(0.96, 0.99, 100)
+    return clean, threat
+
+
+def test_an_alarm_threshold_per_class_detects_more_at_the_same_false_alarm_rate():
+    from armscan.training.evaluate import choose_class_thresholds
+
+    clean, threat = _two_class_scores(np.random.default_rng(0))
+    one = threshold_at_far(clean.max(axis=1), 0.01)
+    assert 0.9 < one < 0.96 and (threat.max(axis=1) >= one).mean() == 0.5  # one threshold misses class-1 threats
+    th = choose_class_thresholds(clean, threat, 0.01)
+    alarm_clean, alarm_threat = (clean >= th).any(axis=1), (threat >= th).any(axis=1)
+    assert alarm_clean.mean() <= 0.01 and alarm_threat.mean() == 1.0
+    assert 0.3 < th[1] <= threat[:100, 1].min() and th[0] > 0.9  # the quiet class let down, the noisy one kept strict
+    # started from stricter thresholds, a looser target only lowers them
+    looser = choose_class_thresholds(clean, threat, 0.05, start=th)
+    assert (looser <= th).all() and (clean >= looser).any(axis=1).mean() <= 0.05
+    # nothing to gain: every class stays off (above any score)
+    off = choose_class_thresholds(clean, np.zeros((5, 2)), 0.01)
+    assert (off > 1.0).all()
+
+
+def test_the_parcel_score_puts_every_class_threshold_at_one_point_of_the_sweep():
+    from armscan.training.metrics import alarm_reference, parcel_scores
+
+    rng = np.random.default_rng(1)
+    best = rng.uniform(0, 1, (500, 3)) * (rng.uniform(0, 1, (500, 3)) > 0.3)  # some classes without detections
+    assert np.array_equal(parcel_scores(best), best.max(axis=1))
+    assert np.array_equal(parcel_scores(best, np.full(3, 0.7)), best.max(axis=1))  # one threshold: the raw best
+    alarm = np.array([0.9, 0.4, 0.65])
+    score, ref = parcel_scores(best, alarm), alarm_reference(alarm)
+    np.testing.assert_array_equal(score >= ref - 1e-9, (best >= alarm).any(axis=1))
+    assert (score[best.max(axis=1) == 0] == 0).all()
+
+
+def test_the_operating_point_at_a_models_thresholds():
+    from armscan.training.metrics import ScoreTable, at_thresholds
+
+    recs, preds = _records(), _perfect(_records())
+    preds[2] = Prediction(np.array([[0, 0, 5, 5]], np.float32), np.array([0.6], np.float32), np.array([1]))  # clean
+    table = ScoreTable.build(recs, preds, CLASSES, alarm=np.array([0.95, 0.5]))
+    op = at_thresholds(table, np.array([0.95, 0.5]), uncertain=np.array([0.8, 0.5]))
+    # the firearm (0.9) is under its alarm threshold but in its band; the clean scan's ammunition box alarms
+    assert op == {"clean_scans": 4, "threat_scans": 2, "alarm": {"parcel_pd": 0.5, "parcel_far": 0.25},
+                  "alarm_or_uncertain": {"parcel_pd": 1.0, "parcel_far": 0.25}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from service_helpers import Service, sample, start_service
 
+from armscan.datasets.coco import read_coco
 from armscan.datasets.synth.scene import SceneConfig
 from armscan.datasets.synth.writer import write_dataset
 from armscan.inference.engine import Detector
@@ -62,6 +64,7 @@ def test_gate_refuses_a_worse_model_unless_forced_and_audited(env: Path, suite: 
     assert main(["models", "promote", challenger, "--suite", str(suite)]) == 1
     out = capsys.readouterr()
     assert "GATE FAILED" in out.out and "Pd at FAR" in out.out and "refused" in out.err
+    assert "clean scans: a FAR of 0.01 is set by the 1 highest-scoring of them" in out.out  # unresolved, and said
     assert Registry(env).champion().key == champion  # type: ignore[union-attr]
     assert main(["models", "promote", challenger, "--suite", str(suite), "--force"]) == 2  # no reason
     assert main(["models", "promote", challenger, "--suite", str(suite), "--force", "--reason", "lab test"]) == 0
@@ -87,7 +90,9 @@ def test_gate_passes_an_equal_model_and_registry_refuses_changed_files(env: Path
     first = reg.register(DEFAULT_MODEL, "test")
     reg.promote(first.key, "test")
     same = reg.register(_version(DEFAULT_MODEL, env.parent / "same.onnx", "0.1.1"), "test", parent=first.key)
-    assert main(["models", "compare", same.key, "--suite", str(suite), "--json", str(env.parent / "c.json")]) == 0
+    assert main(["models", "compare", same.key, "--suite", str(suite), str(suite), "--json", str(env.parent / "c.json")]) == 0
+    pooled = json.loads((env.parent / "c.json").read_text())["suites"][f"{suite.name} + {suite.name}"]
+    assert pooled["images"] == 120 and pooled["clean_scans"] == 2 * sum(not r.boxes for r in read_coco(suite))
     assert main(["models", "promote", same.key, "--suite", str(suite)]) == 0
     with pytest.raises(RegistryError, match="already registered"):
         reg.register(DEFAULT_MODEL, "test")

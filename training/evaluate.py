@@ -18,7 +18,15 @@ from armscan.datasets.coco import Record, read_coco
 from armscan.datasets.readers import read_image
 from armscan.inference.engine import Detector
 from armscan.training.calibration import calibration_summary
-from armscan.training.metrics import Prediction, ScoreTable, breakdowns, coco_map, threshold_at_far
+from armscan.training.metrics import (
+    Prediction,
+    ScoreTable,
+    alarm_reference,
+    at_thresholds,
+    breakdowns,
+    coco_map,
+    threshold_at_far,
+)
 
 
 def load_detector(model: str | Path) -> Detector:
@@ -60,28 +68,39 @@ def evaluate_records(detector: Detector, records: list[Record], progress: bool =
     before scaling."""
     preds = preds if preds is not None else predict(detector, records, progress)
     classes = detector.metadata.classes
-    table = ScoreTable.build(records, preds, classes)
+    th = detector.metadata.thresholds
+    alarm = np.array([th.alarm[c] for c in classes], np.float64)
+    uncertain = np.array([th.uncertain[c] for c in classes], np.float64) if th.uncertain else None
+    table = ScoreTable.build(records, preds, classes, alarm)
     out: dict[str, Any] = {"images": len(records), **coco_map(records, preds, classes),
                            "clean_scans": int(table.clean.sum()), "threat_scans": int((~table.clean).sum()),
-                           "pd": table.rows(), **breakdowns(records, preds, classes, table)}
-    t = detector.metadata.thresholds.temperature
+                           "pd": table.rows(), "at_thresholds": at_thresholds(table, alarm, uncertain),
+                           **breakdowns(records, preds, classes, table)}
+    t = th.temperature
     unscaled = predict(detector, records, progress, temperature=1.0) if t != 1.0 else None
     out["calibration"] = calibration_summary(records, preds, classes, t, unscaled)
     return out
 
 
-def evaluate(model: str | Path, data: str | Path, progress: bool = True,
+def read_folders(folders: str | Path | list[Path]) -> list[Record]:
+    """The records of one COCO folder, or of several in turn (e.g. a validation set plus more clean scans)."""
+    return [r for f in ([folders] if isinstance(folders, str | Path) else folders) for r in read_coco(Path(f))]
+
+
+def evaluate(model: str | Path, data: str | Path | list[Path], progress: bool = True,
              report_dir: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a model file on a COCO folder; with ``report_dir``, also write PNG curves and ``report.md`` there."""
+    """Evaluate a model file on a COCO folder (or several, pooled); with ``report_dir``, also write PNG curves
+    and ``report.md`` there."""
     detector = load_detector(model)
-    records = read_coco(Path(data))
+    records = read_folders(data)
     preds = predict(detector, records, progress)
     metrics = evaluate_records(detector, records, progress, preds)
     if report_dir is not None:
         from armscan.training.report import write_report
 
+        names = [Path(data).name] if isinstance(data, str | Path) else [Path(d).name for d in data]
         write_report(Path(report_dir), metrics, records, preds, detector.metadata.classes,
-                     title=f"{detector.metadata.name} {detector.metadata.version} on {Path(data).name}")
+                     title=f"{detector.metadata.name} {detector.metadata.version} on {' + '.join(names)}")
     return metrics
 
 
@@ -99,3 +118,76 @@ def choose_alarm_threshold(detector: Detector, records: list[Record], target_far
     pd = float(np.mean([(p.scores.max() if len(p.scores) else 0.0) >= t for p in threat])) if threat else None
     return float(np.ceil(t * 1e4) / 1e4), {"clean_scans": len(clean), "threat_scans": len(threat), "parcel_pd": pd,
                          "parcel_far": float((best >= t).mean())}
+
+
+def choose_class_thresholds(clean: np.ndarray, threat: np.ndarray, target_far: float, floor: float = 0.0,
+                            start: np.ndarray | None = None) -> np.ndarray:
+    """Alarm thresholds per class, (C,), from the best score per class of clean (N, C) and threat (M, C) scans.
+
+    A parcel alarms when any class reaches its threshold. Starting with every class off (or from ``start``,
+    which is only ever lowered), each step lowers one class's threshold to a threat scan's score, choosing
+    the step that detects the most new threat scans per new false alarm (plus one), as long as at most
+    ``target_far`` of the clean scans alarm. A class whose detections on clean scans score as high as on
+    threats is thus left strict, and a class that is rarely wrong is let down further than one shared
+    threshold would allow. Classes never lowered keep an unreachable threshold (just above 1).
+    """
+    n_cls = clean.shape[1]
+    allowed = int(np.floor(target_far * len(clean) + 1e-9))
+    off = float(np.nextafter(1.0, 2.0))
+    th = np.full(n_cls, off) if start is None else np.asarray(start, np.float64).copy()
+    while True:
+        clean_hit = (clean >= th[None, :]).any(axis=1)
+        threat_hit = (threat >= th[None, :]).any(axis=1)
+        spare = allowed - int(clean_hit.sum())
+        best: tuple[tuple[float, int], int, float] | None = None
+        for k in range(n_cls):
+            p = np.sort(threat[~threat_hit, k])[::-1]
+            cands = np.unique(p[(p < th[k]) & (p > 0) & (p >= floor)])[::-1]
+            if not len(cands):
+                continue
+            n = np.sort(clean[~clean_hit, k])[::-1]
+            gain = np.searchsorted(-p, -cands, side="right")  # new threat scans at or above each candidate
+            cost = np.searchsorted(-n, -cands, side="right")  # new clean scans at or above it
+            ratio = np.where(cost <= spare, gain / (cost + 1.0), -1.0)
+            i = int(np.argmax(ratio))
+            if ratio[i] > 0 and (best is None or (ratio[i], int(gain[i])) > best[0]):
+                best = ((float(ratio[i]), int(gain[i])), k, float(cands[i]))
+        if best is None:
+            return th
+        th[best[1]] = best[2]
+
+
+#: Thresholds per class are only chosen where the clean calibration scans allow this many false alarms at the
+#: target rate (1,000 clean scans for 1%): with fewer, one threshold for every class is chosen instead. On 189
+#: clean scans, thresholds per class chosen for 1% gave 6-9% on held-out scans (README, "Alarm thresholds").
+PER_CLASS_MIN_FALSE_ALARMS = 10
+
+
+def choose_alarm_thresholds(detector: Detector, records: list[Record], target_far: float,
+                            preds: list[Prediction], per_class: bool = True,
+                            start: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Alarm thresholds per class for a parcel FAR of at most ``target_far`` on the clean ``records``: one for
+    every class (``per_class=False``, :func:`choose_alarm_threshold`) or one each (:func:`choose_class_thresholds`,
+    never under the model's floor and, with ``start``, never above it; only with enough clean scans,
+    :data:`PER_CLASS_MIN_FALSE_ALARMS`). Returns them with the parcel Pd and FAR they give on ``records`` and the
+    rule used."""
+    classes = detector.metadata.classes
+    clean_n = sum(1 for r in records if not r.boxes)
+    needed = int(np.ceil(PER_CLASS_MIN_FALSE_ALARMS / max(target_far, 1e-9) - 1e-9))
+    if per_class and clean_n < needed:  # too few clean scans: per-class thresholds would fit their noise
+        t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds)
+        stats["rule"] = f"one for every class ({clean_n} clean scans; an alarm threshold per class needs {needed})"
+        return dict.fromkeys(classes, t), stats
+    if not per_class:
+        t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds)
+        return dict.fromkeys(classes, t), {**stats, "rule": "one for every class"}
+    table = ScoreTable.build(records, preds, classes)
+    th = choose_class_thresholds(table.best_by_class[table.clean], table.best_by_class[~table.clean], target_far,
+                                 floor=detector.metadata.thresholds.min_score,
+                                 start=None if start is None else np.array([start[c] for c in classes]))
+    th = np.minimum(np.ceil(th * 1e4) / 1e4, 1.0)  # rounded up: the FAR can only fall; 1.0 stays unreachable
+    th = np.where(th >= 1.0, 1.0, th)
+    point = at_thresholds(table, th)["alarm"]
+    return dict(zip(classes, (float(v) for v in th), strict=True)), {
+        "clean_scans": int(table.clean.sum()), "threat_scans": int((~table.clean).sum()), **point,
+        "rule": "per class", "reference": round(alarm_reference(th), 4)}

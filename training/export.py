@@ -1,11 +1,12 @@
 """``armscan export``: a checkpoint -> ONNX with the raw head outputs and the armscan metadata.
 
-With ``--calib`` (a COCO folder of validation scans), the exported model itself, run through the
+With ``--calib`` (COCO folders of validation scans, pooled), the exported model itself, run through the
 inference engine, chooses its NMS mode (per class or across classes, by mAP50), fits the temperature
-of its scores (``armscan.training.calibration``), and then chooses one alarm threshold for a target
-parcel false-alarm rate.
+of its scores (``armscan.training.calibration``), and then chooses an alarm threshold per class for a
+target parcel false-alarm rate (``--alarm-rule single``: one for every class) and the abstention band.
+A false-alarm rate of 1% is only resolved by many clean scans: ``make model-card`` adds 2,000.
 
-    armscan export --checkpoint runs/train/last.pt --out models/bundled/armscan-det.onnx --calib DIR
+    armscan export --checkpoint runs/train/last.pt --out models/bundled/armscan-det.onnx --calib DIR [DIR ...]
 
 The checkpoint's weights (without the optimizer state) are written beside the ONNX with the suffix
 ``.pt``: ``armscan train --init-from MODEL.onnx`` fine-tunes from it. The runtime never reads it.
@@ -21,7 +22,6 @@ from typing import Any
 import onnx
 import torch
 
-from armscan.datasets.coco import read_coco
 from armscan.inference.decode import OUTPUT_NAMES
 from armscan.inference.engine import Detector
 from armscan.inference.metadata import METADATA_KEY, ModelMetadata, Thresholds
@@ -33,7 +33,7 @@ from armscan.training.checkpoint import (
     model_from_checkpoint,
     save_weights_checkpoint,
 )
-from armscan.training.evaluate import choose_alarm_threshold, predict
+from armscan.training.evaluate import choose_alarm_thresholds, predict, read_folders
 from armscan.training.metrics import coco_map
 
 
@@ -61,15 +61,16 @@ def write_metadata(path: Path, metadata: ModelMetadata | PhotoMetadata) -> None:
     onnx.save(proto, str(path))
 
 
-def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None, target_far: float = 0.01,
-           training: dict[str, Any] | None = None, uncertain_far: float | None = 0.05,
-           fit_temperature: bool = True) -> ModelMetadata:
-    """Export ``checkpoint`` to ``out``; with ``calib`` (a COCO folder), set the alarm threshold for ``target_far``.
+def export(checkpoint: Path, out: Path, version: str, calib: Path | list[Path] | None = None,
+           target_far: float = 0.01, training: dict[str, Any] | None = None, uncertain_far: float | None = 0.05,
+           fit_temperature: bool = True, per_class: bool = True) -> ModelMetadata:
+    """Export ``checkpoint`` to ``out``; with ``calib`` (COCO folders, pooled), set the alarm thresholds for
+    ``target_far``: one per class (``per_class``) or one for every class.
 
     With ``uncertain_far`` (greater than ``target_far``) the lower edge of the abstention band is set
-    so that at most that share of clean calibration scans come out uncertain or alarm. With
-    ``fit_temperature``, the score temperature is fit on ``calib`` first and the thresholds are then
-    chosen on the scaled scores, as inference will see them.
+    so that at most that share of clean calibration scans come out uncertain or alarm (per class: from
+    the alarm thresholds down). With ``fit_temperature``, the score temperature is fit on ``calib`` first
+    and the thresholds are then chosen on the scaled scores, as inference will see them.
     """
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
@@ -84,7 +85,8 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
     metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
     write_metadata(out, metadata)
     if calib is not None:
-        records = read_coco(calib)
+        folders = [calib] if isinstance(calib, Path) else list(calib)
+        records = read_folders(folders)
         detector = Detector.from_onnx(out)
         # NMS across classes or per class: whichever gives the higher mAP50 on the calibration scans.
         scores, preds = {}, {}
@@ -101,19 +103,19 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | None = None,
             detector.metadata.thresholds.temperature = calibration["temperature"]
             if calibration["temperature"] != 1.0:
                 chosen = predict(detector, records, progress=False)  # the scores inference will give
-        t, stats = choose_alarm_threshold(detector, records, target_far, preds=chosen)
+        alarm, stats = choose_alarm_thresholds(detector, records, target_far, chosen, per_class)
         stats["mAP50_nms_per_class"], stats["mAP50_nms_agnostic"] = scores[False], scores[True]
         if calibration:
             stats["calibration"] = calibration
         band = None
         if uncertain_far is not None and uncertain_far > target_far:
-            tu, ustats = choose_alarm_threshold(detector, records, uncertain_far, preds=chosen)
-            band = dict.fromkeys(metadata.classes, min(tu, t))
+            band, ustats = choose_alarm_thresholds(detector, records, uncertain_far, chosen, per_class, start=alarm)
+            band = {c: min(band[c], alarm[c]) for c in metadata.classes}
             stats["uncertain"] = {"parcel_pd": ustats["parcel_pd"], "parcel_far": ustats["parcel_far"]}
-        metadata.thresholds = Thresholds(alarm=dict.fromkeys(metadata.classes, t), nms_class_agnostic=agnostic,
+        metadata.thresholds = Thresholds(alarm=alarm, nms_class_agnostic=agnostic,
                                          temperature=detector.metadata.thresholds.temperature,
                                          target_far=target_far, uncertain=band,
                                          uncertain_far=uncertain_far if band else None,
-                                         chosen_on=f"{calib.name}: {json.dumps(stats)}")
+                                         chosen_on=f"{' + '.join(f.name for f in folders)}: {json.dumps(stats)}")
         write_metadata(out, metadata)
     return metadata

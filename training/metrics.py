@@ -8,7 +8,11 @@ Screening definitions (used in reports, the model card and threshold selection):
   (a localised, per-class operating point).
 - ``any_threat``: Pd of the parcel alarm, i.e. scans holding any threat where some detection
   scores >= t, t set on clean scans' best score for that FAR (not localised: it is the decision
-  that sends the parcel to be opened).
+  that sends the parcel to be opened). A model with an alarm threshold per class is swept on its
+  own rule: each class's scores are moved, in logit space, by the distance between its threshold
+  and the thresholds' mean (:func:`parcel_scores`), so every class alarms at the same point of the
+  sweep and the model's stored thresholds are one point on the curve. With one threshold for every
+  class this is the best score itself.
 - FAR at a Pd p: the false-alarm rate of the highest threshold that still detects a share p of the
   scans; ``None`` when no threshold does (too many threats are never detected at all).
 - Breakdowns (a difficulty, a build): only the *threats* are restricted to the subset (scans of that
@@ -158,13 +162,35 @@ def pd_far_curve(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return far, pd
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(q / (1 - q))
+
+
+def parcel_scores(best_by_class: np.ndarray, alarm: np.ndarray | None = None) -> np.ndarray:
+    """The parcel alarm's score of each scan from its best score per class (N, C), under per-class ``alarm``
+    thresholds (C,): ``max_c sigmoid(logit(s_c) - logit(t_c) + mean_k logit(t_k))``. A scan's score reaches
+    ``sigmoid(mean_k logit(t_k))`` exactly when some class reaches its own threshold. Without thresholds,
+    or with one for every class, it is the best score (a scan without detections scores 0)."""
+    if alarm is None or np.all(alarm == alarm[0]):
+        return np.asarray(best_by_class.max(axis=1, initial=0.0), np.float64)
+    shift = _logit(alarm) - _logit(alarm).mean()
+    moved = 1.0 / (1.0 + np.exp(-(_logit(best_by_class) - shift[None, :])))
+    return np.asarray(np.where(best_by_class > 0, moved, 0.0).max(axis=1, initial=0.0), np.float64)
+
+
+def alarm_reference(alarm: np.ndarray) -> float:
+    """The parcel score (:func:`parcel_scores`) at which the per-class thresholds ``alarm`` raise the alarm."""
+    return float(1.0 / (1.0 + np.exp(-_logit(alarm).mean())))
+
+
 @dataclass
 class ScoreTable:
     """The scores every screening figure is computed from, gathered in one pass over the predictions."""
 
     classes: list[str]
     clean: np.ndarray  # (N,) bool: the scan holds no threat
-    best: np.ndarray  # (N,) best score in each scan (0: no detection)
+    best: np.ndarray  # (N,) the parcel alarm's score of each scan (parcel_scores; 0: no detection)
     best_by_class: np.ndarray  # (N, C) best score of each class in each scan
     box_image: np.ndarray  # (G,) scan of each true box
     box_class: np.ndarray  # (G,) class index of each true box
@@ -172,8 +198,9 @@ class ScoreTable:
     box_hit: np.ndarray  # (G,) best score of a same-class detection with IoU >= 0.5 (0: missed)
 
     @classmethod
-    def build(cls, records: list[Record], preds: list[Prediction], classes: list[str]) -> ScoreTable:
-        """Score ``preds`` against ``records``."""
+    def build(cls, records: list[Record], preds: list[Prediction], classes: list[str],
+              alarm: np.ndarray | None = None) -> ScoreTable:
+        """Score ``preds`` against ``records``; ``alarm``: the model's alarm threshold per class (parcel_scores)."""
         best_by_class = np.zeros((len(records), len(classes)))
         image, label, build, hit = [], [], [], []
         for i, (r, p) in enumerate(zip(records, preds, strict=True)):
@@ -188,7 +215,7 @@ class ScoreTable:
                 build.append(str(b.get("build", "unknown")))
                 hit.append(float(p.scores[m][ok].max()) if ok.any() else 0.0)
         return cls(classes=list(classes), clean=np.array([not r.boxes for r in records], bool),
-                   best=best_by_class.max(axis=1, initial=0.0), best_by_class=best_by_class,
+                   best=parcel_scores(best_by_class, alarm), best_by_class=best_by_class,
                    box_image=np.array(image, np.int64), box_class=np.array(label, np.int64),
                    box_build=np.array(build, dtype=object), box_hit=np.array(hit))
 
@@ -219,6 +246,20 @@ class ScoreTable:
             if row["n"] or not skip_empty:
                 out[name] = row
         return out
+
+
+def at_thresholds(table: ScoreTable, alarm: np.ndarray, uncertain: np.ndarray | None = None) -> dict[str, Any]:
+    """The parcel decision at a model's stored thresholds (C,): Pd and FAR of ``alarm``, and of ``alarm or
+    uncertain`` (the scans an officer looks at) when the model has an abstention band."""
+    def point(th: np.ndarray) -> dict[str, Any]:
+        hit = np.asarray((table.best_by_class >= th[None, :]).any(axis=1), bool)
+        return {"parcel_pd": round(float(hit[~table.clean].mean()), 4) if (~table.clean).any() else None,
+                "parcel_far": round(float(hit[table.clean].mean()), 4) if table.clean.any() else None}
+
+    out = {"clean_scans": int(table.clean.sum()), "threat_scans": int((~table.clean).sum()), "alarm": point(alarm)}
+    if uncertain is not None:
+        out["alarm_or_uncertain"] = point(np.minimum(uncertain, alarm))
+    return out
 
 
 def screening(records: list[Record], preds: list[Prediction], classes: list[str],
