@@ -151,7 +151,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
 
     With ``cfg.init_from``, the network (name, arguments, input size) and its weights come from that
     checkpoint: fine-tuning; so do the weights of its loss terms (``loss_weights``) unless the config sets them:
-    a parent trained with its class loss weighed twice forgets less when fine-tuned with the same balance. The parent's path and hash are kept in the saved config for lineage.
+    a parent trained with its class loss weighed twice forgets less when fine-tuned with the same balance. The
+    parent's path and hash are kept in the saved config for lineage.
     """
     init: dict[str, Any] | None = None
     if cfg.init_from is not None:
