@@ -78,12 +78,6 @@ def _pd_key(metrics: dict[str, Any], far: float) -> str:
     return min(keys, key=lambda k: abs(float(k[6:]) - far)) if keys else f"pd@far{far:g}"
 
 
-#: A suite resolves a false-alarm rate when its clean scans allow this many false alarms at it (1,000 for 1%);
-#: the gate notes the suites that do not (training.evaluate.PER_CLASS_MIN_FALSE_ALARMS asks the same of
-#: calibration scans).
-RESOLVING_FALSE_ALARMS = 10
-
-
 def compare(challenger: Path, champion: Path, suites: list[Path] | list[list[Path]], tolerance: float,
             z: float = 1.645) -> dict[str, Any]:
     """Both models on every suite: per-class AP50 and Pd deltas, latency, and the gate's verdict.
@@ -95,6 +89,7 @@ def compare(challenger: Path, champion: Path, suites: list[Path] | list[list[Pat
     """
     from armscan.inference.engine import Detector
     from armscan.training.evaluate import evaluate_records, read_folders
+    from armscan.training.metrics import unresolved_note
 
     if not suites:
         raise ValueError("give at least one --suite (a COCO folder) to compare on")
@@ -130,11 +125,9 @@ def compare(challenger: Path, champion: Path, suites: list[Path] | list[list[Pat
             "mAP50": {k: v["mAP50"] for k, v in m.items()},
             "by_build": {k: v.get("by_build") for k, v in m.items() if v.get("by_build")},
             "latency_ms": {k: _latency_ms(d, files) for k, d in det.items()}}
-        if clean < RESOLVING_FALSE_ALARMS / far:  # the threshold at `far` rests on the few highest clean scans
-            out["suites"][name]["note"] = (
-                f"{clean} clean scans: a FAR of {far:g} is set by the {math.floor(far * clean) + 1} highest-scoring of "
-                f"them, so its Pd moves with a scan or two; {math.ceil(RESOLVING_FALSE_ALARMS / far)} clean scans "
-                f"resolve it (--suite {folders[0]} MORE_CLEAN_SCANS)")
+        note = unresolved_note(clean, far)  # the threshold at `far` rests on the few highest clean scans
+        if note:
+            out["suites"][name]["note"] = f"{note} (--suite {folders[0]} MORE_CLEAN_SCANS)"
     out["passed"] = not out["failures"]
     return out
 

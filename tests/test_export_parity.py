@@ -63,7 +63,7 @@ def test_eval_of_onnx_and_checkpoint_agree(tiny_onnx, tiny_checkpoint, tiny_coco
 
 
 def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny_coco, tmp_path, monkeypatch):
-    from armscan.training import evaluate
+    from armscan.training import metrics
     from armscan.training.export import export
 
     # two folders pooled (6 clean scans): too few for a threshold per class, so one for every class
@@ -72,7 +72,7 @@ def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny
     assert len(set(few.alarm.values())) == 1 and 0.0 < next(iter(few.alarm.values())) <= 1.0
     assert few.chosen_on.startswith(f"{tiny_coco.name} + {tiny_coco.name}: ")
     assert "(6 clean scans; an alarm threshold per class needs 20)" in few.chosen_on
-    monkeypatch.setattr(evaluate, "PER_CLASS_MIN_FALSE_ALARMS", 1)  # the tiny set's 3 clean scans may choose per class
+    monkeypatch.setattr(metrics, "MIN_FALSE_ALARMS", 1)  # the tiny set's 3 clean scans may choose per class
     md = export(tiny_checkpoint, tmp_path / "cal.onnx", version="cal", calib=tiny_coco, target_far=0.5)
     th = Detector.from_onnx(tmp_path / "cal.onnx").metadata.thresholds
     assert th == md.thresholds and th.target_far == 0.5 and "mAP50_nms_agnostic" in th.chosen_on

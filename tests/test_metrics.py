@@ -214,3 +214,12 @@ def test_the_operating_point_at_a_models_thresholds():
     # the firearm (0.9) is under its alarm threshold but in its band; the clean scan's ammunition box alarms
     assert op == {"clean_scans": 4, "threat_scans": 2, "alarm": {"parcel_pd": 0.5, "parcel_far": 0.25},
                   "alarm_or_uncertain": {"parcel_pd": 1.0, "parcel_far": 0.25}}
+
+
+def test_a_false_alarm_rate_is_resolved_by_ten_false_alarms_worth_of_clean_scans():
+    from armscan.training.metrics import clean_scans_needed, unresolved_note
+
+    assert clean_scans_needed(0.01) == 1000 and clean_scans_needed(0.05) == 200
+    assert unresolved_note(1000, 0.01) is None and unresolved_note(2194, 0.01) is None
+    note = unresolved_note(194, 0.01)
+    assert note is not None and note.startswith("a FAR of 0.01 is set by the 2 highest-scoring of 194 clean scans")

@@ -24,6 +24,7 @@ from armscan.training.metrics import (
     alarm_reference,
     at_thresholds,
     breakdowns,
+    clean_scans_needed,
     coco_map,
     threshold_at_far,
 )
@@ -157,31 +158,20 @@ def choose_class_thresholds(clean: np.ndarray, threat: np.ndarray, target_far: f
         th[best[1]] = best[2]
 
 
-#: Thresholds per class are only chosen where the clean calibration scans allow this many false alarms at the
-#: target rate (1,000 clean scans for 1%): with fewer, one threshold for every class is chosen instead. Chosen on
-#: 189 clean scans for 1%, two earlier variants alarmed on 6% and 8% of held-out clean scans (README, "Alarm
-#: thresholds").
-PER_CLASS_MIN_FALSE_ALARMS = 10
-
-
 def choose_alarm_thresholds(detector: Detector, records: list[Record], target_far: float,
                             preds: list[Prediction], per_class: bool = True,
                             start: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """Alarm thresholds per class for a parcel FAR of at most ``target_far`` on the clean ``records``: one for
     every class (``per_class=False``, :func:`choose_alarm_threshold`) or one each (:func:`choose_class_thresholds`,
-    never under the model's floor and, with ``start``, never above it; only with enough clean scans,
-    :data:`PER_CLASS_MIN_FALSE_ALARMS`). Returns them with the parcel Pd and FAR they give on ``records`` and the
-    rule used."""
+    never under the model's floor and, with ``start``, never above it; only on enough clean scans to resolve
+    ``target_far``, :func:`armscan.training.metrics.clean_scans_needed`). Returns them with the parcel Pd and
+    FAR they give on ``records`` and the rule used."""
     classes = detector.metadata.classes
-    clean_n = sum(1 for r in records if not r.boxes)
-    needed = int(np.ceil(PER_CLASS_MIN_FALSE_ALARMS / max(target_far, 1e-9) - 1e-9))
-    if per_class and clean_n < needed:  # too few clean scans: per-class thresholds would fit their noise
+    clean_n, needed = sum(1 for r in records if not r.boxes), clean_scans_needed(target_far)
+    if not per_class or clean_n < needed:  # with too few clean scans, per-class thresholds would fit their noise
         t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds)
-        stats["rule"] = f"one for every class ({clean_n} clean scans; an alarm threshold per class needs {needed})"
-        return dict.fromkeys(classes, t), stats
-    if not per_class:
-        t, stats = choose_alarm_threshold(detector, records, target_far, preds=preds)
-        return dict.fromkeys(classes, t), {**stats, "rule": "one for every class"}
+        why = f" ({clean_n} clean scans; an alarm threshold per class needs {needed})" if per_class else ""
+        return dict.fromkeys(classes, t), {**stats, "rule": "one for every class" + why}
     table = ScoreTable.build(records, preds, classes)
     th = choose_class_thresholds(table.best_by_class[table.clean], table.best_by_class[~table.clean], target_far,
                                  floor=detector.metadata.thresholds.min_score,

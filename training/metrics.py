@@ -162,6 +162,26 @@ def pd_far_curve(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return far, pd
 
 
+#: Clean scans resolve a false-alarm rate when they allow this many false alarms at it (1,000 clean scans for 1%).
+#: Thresholds per class are only chosen on such calibration scans (training.evaluate.choose_alarm_thresholds); the
+#: gate and the model card say when a suite is smaller. Chosen on 189 clean scans for 1%, two earlier variants of
+#: the per-class rule alarmed on 6% and 8% of held-out clean scans (README, "Alarm thresholds").
+MIN_FALSE_ALARMS = 10
+
+
+def clean_scans_needed(far: float) -> int:
+    """How many clean scans resolve a false-alarm rate of ``far`` (:data:`MIN_FALSE_ALARMS`)."""
+    return int(np.ceil(MIN_FALSE_ALARMS / max(far, 1e-9) - 1e-9))
+
+
+def unresolved_note(clean: int, far: float) -> str | None:
+    """Why a rate ``far`` measured on ``clean`` clean scans moves with a scan or two; None when they resolve it."""
+    if clean >= clean_scans_needed(far):
+        return None
+    return (f"a FAR of {far:g} is set by the {int(np.floor(far * clean + 1e-9)) + 1} highest-scoring of {clean} clean "
+            f"scans, so its Pd moves with a scan or two; {clean_scans_needed(far):,} clean scans resolve it")
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
     return np.log(q / (1 - q))

@@ -15,6 +15,7 @@ from typing import Any
 
 from armscan.datasets.synth import GENERATOR_VERSION
 from armscan.inference.engine import Detector
+from armscan.training.metrics import unresolved_note
 
 
 def _band_line(th: Any) -> str:
@@ -56,12 +57,11 @@ def _threshold_section(th: Any, classes: list[str], metrics: dict[str, Any]) -> 
 
 
 def _resolution_note(metrics: dict[str, Any], more_clean: dict[str, Any] | None) -> str:
-    clean = int(metrics["clean_scans"])
-    if clean >= 1000:
+    note = unresolved_note(int(metrics["clean_scans"]), 0.01)
+    if not note:
         return ""
-    return (f"\nWith {clean} clean scans, a FAR of 1% is set by the {clean // 100 + 1} highest-scoring of them, so the 1% "
-            f"column moves with a scan or two" + ("; the figures resolved on 2,000 more clean scans are above, under "
-                                                    "Operating thresholds." if more_clean else "."))
+    return (f"\nOn these scans {note}" + ("; the figures resolved on 2,000 more clean scans are above, under "
+                                          "Operating thresholds." if more_clean else "."))
 
 
 def _weights_note(cfg: dict[str, Any]) -> str:
