@@ -77,6 +77,20 @@ def test_finetuning_starts_from_the_parent_replays_synthetic_scans_and_records_l
     assert "weak" in ckpt["history"][0]
 
 
+def test_a_refresh_can_take_a_larger_input_than_its_parent(tiny_onnx, tmp_path):
+    parent = load_checkpoint(tiny_onnx.with_suffix(".pt"))
+    size = int(parent["preprocess"]["size"]) + 32  # the network is fully convolutional: the weights carry over
+    cfg = TrainConfig.load(None, {"init_from": str(tiny_onnx), "input_size": size, "batch_size": 2, "epochs": 1,
+                                  "iters_per_epoch": 2, "warmup_iters": 1, "lr": 0.0, "out_dir": str(tmp_path / "r"),
+                                  "val_images": 0, "freeze_bn": True, "workers": 0,
+                                  "data": {"kind": "synth", "cache_size": 4, "min_side": 160, "max_side": 224}})
+    ckpt = load_checkpoint(train(cfg))
+    assert ckpt["preprocess"]["size"] == ckpt["config"]["input_size"] == size
+    assert ckpt["model_name"] == parent["model_name"] and ckpt["model_args"] == parent["model_args"]
+    for k, v in parent["model_state"].items():
+        assert torch.equal(ckpt["model_state"][k], v), k
+
+
 def test_finetuning_errors_name_what_is_wrong(tiny_onnx, tmp_path, capsys):
     lone = tmp_path / "lone.onnx"
     lone.write_bytes(tiny_onnx.read_bytes())  # an export whose checkpoint was not kept

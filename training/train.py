@@ -149,16 +149,19 @@ def init_checkpoint(path: Path, task: str = "detect") -> tuple[Path, dict[str, A
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) training; returns the path of the final checkpoint. Under torchrun, every rank calls it.
 
-    With ``cfg.init_from``, the network (name, arguments, input size) and its weights come from that
-    checkpoint: fine-tuning; so do the weights of its loss terms (``loss_weights``) unless the config sets them:
-    a parent trained with its class loss weighed twice forgets less when fine-tuned with the same balance. The
-    parent's path and hash are kept in the saved config for lineage.
+    With ``cfg.init_from``, the network (name, arguments) and its weights come from that checkpoint:
+    fine-tuning; so do its input size and the weights of its loss terms (``loss_weights``) unless the config
+    sets them: a parent trained with its class loss weighed twice forgets less when fine-tuned with the same
+    balance, and the network is fully convolutional, so it can be refreshed at a larger input. The parent's
+    path and hash are kept in the saved config for lineage.
     """
     init: dict[str, Any] | None = None
     if cfg.init_from is not None:
         ckpt_path, init = init_checkpoint(cfg.init_from, cfg.task)
-        update = {"init_from": ckpt_path, "model": init["model_name"], "model_args": dict(init["model_args"]),
-                  "input_size": int(init["preprocess"]["size"])}
+        update: dict[str, Any] = {"init_from": ckpt_path, "model": init["model_name"],
+                                  "model_args": dict(init["model_args"])}
+        if "input_size" not in cfg.model_fields_set:  # the parent's input size, unless the config says
+            update["input_size"] = int(init["preprocess"]["size"])
         if "loss_weights" not in cfg.model_fields_set:  # the parent's balance of loss terms, unless the config says
             update["loss_weights"] = dict(init.get("config", {}).get("loss_weights") or {})
         cfg = cfg.model_copy(update=update)

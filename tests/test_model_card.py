@@ -1,0 +1,18 @@
+"""The model card's account of the held-out false-alarm rate at the model's own thresholds."""
+
+from armscan.training.model_card import _more_clean_line
+
+
+def _more(far: float) -> dict:
+    return {"clean_scans": 2194, "images": 2500,
+            "at_thresholds": {"alarm": {"parcel_pd": 0.41, "parcel_far": far}},
+            "pd": {"any_threat": {"pd@far0.01": 0.38, "pd@far0.02": 0.44, "pd@far0.05": 0.57}}}
+
+
+def test_the_card_says_when_the_held_out_far_is_above_its_target_beyond_chance():
+    line = _more_clean_line(_more(0.0164), 0.01)  # 36 false alarms where 22 were expected: 3 standard errors over
+    assert "**0.0164**" in line and "above the 1% target beyond chance" in line and "36 false alarms" in line
+    for far in (0.0109, 0.0073):  # 24 (within two standard errors of 22) or fewer: nothing to say
+        assert "beyond chance" not in _more_clean_line(_more(far), 0.01)
+    assert "beyond chance" not in _more_clean_line(_more(0.0164))  # no target known
+    assert _more_clean_line(None, 0.01) == ""
