@@ -1,4 +1,4 @@
-"""The model card's account of the held-out false-alarm rate at the model's own thresholds."""
+"""The model card's account of how the thresholds were chosen and of the held-out false-alarm rate they give."""
 
 from armscan.training.model_card import _more_clean_line
 
@@ -16,3 +16,11 @@ def test_the_card_says_when_the_held_out_far_is_above_its_target_beyond_chance()
         assert "beyond chance" not in _more_clean_line(_more(far), 0.01)
     assert "beyond chance" not in _more_clean_line(_more(0.0164))  # no target known
     assert _more_clean_line(None, 0.01) == ""
+
+
+def test_the_card_names_the_cross_fitted_target_when_the_model_recorded_one():
+    from armscan.training.model_card import _crossfit_line
+
+    line = _crossfit_line('{"rule": "per class", "crossfit": {"target": 0.006, "held_out_far": 0.0096}}', 0.01)
+    assert "a FAR of 0.006" in line and "kept 0.01" in line and "(0.0096 there)" in line
+    assert _crossfit_line('{"rule": "per class"}', 0.01) == "" and _crossfit_line("not json", 0.01) == ""

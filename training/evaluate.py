@@ -158,6 +158,31 @@ def choose_class_thresholds(clean: np.ndarray, threat: np.ndarray, target_far: f
         th[best[1]] = best[2]
 
 
+def crossfit_target(clean: np.ndarray, threat: np.ndarray, target_far: float, floor: float = 0.0,
+                    start: np.ndarray | None = None, splits: int = 4, seed: int = 0) -> tuple[float, float]:
+    """The target to give :func:`choose_class_thresholds` so that its thresholds keep ``target_far`` on clean
+    scans it has not seen, and the FAR they then give there. Each class's threshold is lowered to the edge of
+    the clean scores it sees, so on new clean scans it alarms more often than it did on those (0.6.0: 1.64% on
+    held-out scans for 1%). Cross-fitting measures that: the clean and threat scans are split in halves
+    ``splits`` times; thresholds chosen on one half are scored on the other half's clean scans; the largest
+    target, in steps of 5% of ``target_far``, whose mean held-out FAR is within ``target_far`` is returned.
+    """
+    rng = np.random.default_rng(seed)
+    halves = []
+    for _ in range(splits):
+        c, t = rng.permutation(len(clean)), rng.permutation(len(threat))
+        ca, cb, ta, tb = c[: len(c) // 2], c[len(c) // 2:], t[: len(t) // 2], t[len(t) // 2:]
+        halves += [(ca, cb, ta), (cb, ca, tb)]
+    far = float("nan")
+    for step in range(20, 0, -1):
+        inner = target_far * step / 20
+        far = float(np.mean([(clean[b] >= choose_class_thresholds(clean[a], threat[ta], inner, floor, start)[None, :])
+                             .any(axis=1).mean() for a, b, ta in halves]))
+        if far <= target_far:
+            return inner, far
+    return target_far / 20, far
+
+
 def choose_alarm_thresholds(detector: Detector, records: list[Record], target_far: float,
                             preds: list[Prediction], per_class: bool = True,
                             start: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
@@ -173,12 +198,14 @@ def choose_alarm_thresholds(detector: Detector, records: list[Record], target_fa
         why = f" ({clean_n} clean scans; an alarm threshold per class needs {needed})" if per_class else ""
         return dict.fromkeys(classes, t), {**stats, "rule": "one for every class" + why}
     table = ScoreTable.build(records, preds, classes)
-    th = choose_class_thresholds(table.best_by_class[table.clean], table.best_by_class[~table.clean], target_far,
-                                 floor=detector.metadata.thresholds.min_score,
-                                 start=None if start is None else np.array([start[c] for c in classes]))
+    clean, threat = table.best_by_class[table.clean], table.best_by_class[~table.clean]
+    floor, begin = detector.metadata.thresholds.min_score, None if start is None else np.array([start[c] for c in classes])
+    inner, held_out_far = crossfit_target(clean, threat, target_far, floor, begin)
+    th = choose_class_thresholds(clean, threat, inner, floor=floor, start=begin)
     # rounded up (the FAR can only fall); a class never lowered is stored at 1.0: it alarms only on a saturated score
     th = np.minimum(np.ceil(th * 1e4) / 1e4, 1.0)
     point = at_thresholds(table, th)["alarm"]
     return dict(zip(classes, (float(v) for v in th), strict=True)), {
         "clean_scans": int(table.clean.sum()), "threat_scans": int((~table.clean).sum()), **point,
-        "rule": "per class", "reference": round(alarm_reference(th), 4)}
+        "rule": "per class", "reference": round(alarm_reference(th), 4),
+        "crossfit": {"target": round(inner, 6), "held_out_far": round(held_out_far, 4)}}

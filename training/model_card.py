@@ -26,6 +26,19 @@ def _band_line(th: Any) -> str:
             f"scans are uncertain or alarm.")
 
 
+def _crossfit_line(chosen: str, target_far: float) -> str:
+    """The cross-fitted target the per-class thresholds were chosen for, from ``chosen_on``'s JSON (if recorded)."""
+    try:
+        fit = json.loads(chosen).get("crossfit")
+    except (ValueError, AttributeError):
+        return ""
+    if not fit:
+        return ""
+    return (f" So that they keep their rate on clean scans they were not chosen on, they were chosen for a FAR of "
+            f"{fit['target']:g} on the calibration scans (`crossfit_target`): the largest at which thresholds chosen "
+            f"on half of them kept {target_far:g} on the other half's clean scans ({fit['held_out_far']:g} there).")
+
+
 def _threshold_section(th: Any, classes: list[str], metrics: dict[str, Any]) -> str:
     """The operating thresholds (one for every class, or one per class) and where they put the held-out scans."""
     where = th.chosen_on.split(": ", 1)
@@ -44,7 +57,8 @@ def _threshold_section(th: Any, classes: list[str], metrics: dict[str, Any]) -> 
                 f"{th.uncertain_far} of clean validation scans are uncertain or alarm. Each class's threshold was lowered "
                 f"as far as the false alarms it adds were worth the threats it finds "
                 f"(`armscan.training.evaluate.choose_class_thresholds`); a threshold of 1.0000 alarms only on a "
-                f"saturated score.\n\n{_table(['class', 'alarm', 'uncertain from'], rows)}\n\n"
+                f"saturated score.{_crossfit_line(where[-1], th.target_far)}\n\n"
+                f"{_table(['class', 'alarm', 'uncertain from'], rows)}\n\n"
                 f"Chosen on: {where[-1]}.")
     op = metrics.get("at_thresholds")
     if op:
