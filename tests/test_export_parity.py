@@ -5,6 +5,8 @@ summation order); decoded boxes within 0.05 px and scores within 1e-4.
 The fixture model is barely trained (4 steps), so outputs are near-random: a hard case for parity.
 """
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -73,11 +75,13 @@ def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny
     assert few.chosen_on.startswith(f"{tiny_coco.name} + {tiny_coco.name}: ")
     assert "(6 clean scans; an alarm threshold per class needs 20)" in few.chosen_on
     monkeypatch.setattr(metrics, "MIN_FALSE_ALARMS", 1)  # the tiny set's 3 clean scans may choose per class
-    md = export(tiny_checkpoint, tmp_path / "cal.onnx", version="cal", calib=tiny_coco, target_far=0.5)
+    md = export(tiny_checkpoint, tmp_path / "cal.onnx", version="cal", calib=tiny_coco, target_far=0.5, uncertain_far=0.8)
     th = Detector.from_onnx(tmp_path / "cal.onnx").metadata.thresholds
     assert th == md.thresholds and th.target_far == 0.5 and "mAP50_nms_agnostic" in th.chosen_on
     assert set(th.alarm) == set(md.classes) and all(0.0 < v <= 1.0 for v in th.alarm.values())
     assert '"rule": "per class"' in th.chosen_on
+    stats = json.loads(th.chosen_on.split(": ", 1)[1])  # the cross-fitted targets, alarm and band, at most the asked
+    assert 0 < stats["crossfit"]["target"] <= 0.5 and 0 < stats["uncertain"]["crossfit"]["target"] <= th.uncertain_far
     band = th.uncertain or {}
     assert all(band[c] <= th.alarm[c] for c in band)
     with pytest.raises(ValueError, match="cannot resolve a false-alarm rate of 0.01"):

@@ -111,7 +111,7 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | list[Path] |
         if uncertain_far is not None and uncertain_far > target_far:
             band, ustats = choose_alarm_thresholds(detector, records, uncertain_far, chosen, per_class, start=alarm)
             band = {c: min(band[c], alarm[c]) for c in metadata.classes}
-            stats["uncertain"] = {"parcel_pd": ustats["parcel_pd"], "parcel_far": ustats["parcel_far"]}
+            stats["uncertain"] = {k: ustats[k] for k in ("parcel_pd", "parcel_far", "crossfit") if k in ustats}
         metadata.thresholds = Thresholds(alarm=alarm, nms_class_agnostic=agnostic,
                                          temperature=detector.metadata.thresholds.temperature,
                                          target_far=target_far, uncertain=band,
