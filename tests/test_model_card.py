@@ -24,3 +24,18 @@ def test_the_card_names_the_cross_fitted_target_when_the_model_recorded_one():
     line = _crossfit_line('{"rule": "per class", "crossfit": {"target": 0.006, "held_out_far": 0.0096}}', 0.01)
     assert "a FAR of 0.006" in line and "kept 0.01" in line and "(0.0096 there)" in line
     assert _crossfit_line('{"rule": "per class"}', 0.01) == "" and _crossfit_line("not json", 0.01) == ""
+
+
+def test_the_card_says_how_an_unshipped_parent_was_made_and_refuses_that_for_a_model_from_scratch():
+    import pytest
+
+    from armscan.training.model_card import _parent_line
+
+    refreshed = {"lineage": {"parent_sha256": "c90a063fd6dc2498" + "0" * 48}}
+    line = _parent_line(refreshed, "That parent was 0.6.0 refreshed once at 320 px.")
+    assert "`c90a063fd6dc2498…`" in line and line.endswith("trained further on the data below.\nThat parent was 0.6.0 "
+                                                            "refreshed once at 320 px.\n")
+    assert _parent_line(refreshed).endswith("on the data below.\n")
+    assert _parent_line({}) == ""
+    with pytest.raises(ValueError, match="from scratch"):
+        _parent_line({}, "That parent was 0.6.0.")

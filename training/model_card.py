@@ -148,13 +148,17 @@ def _status(metrics: dict[str, Any], target: float) -> str:
             f"{target}. Use it to try the tools, not to screen parcels.")
 
 
-def _parent_line(training: dict[str, Any]) -> str:
-    """Where a refreshed model started: its parent's weights (by SHA-256), or nothing for one trained from scratch."""
+def _parent_line(training: dict[str, Any], lineage: str = "") -> str:
+    """Where a refreshed model started: its parent's weights (by SHA-256) and, when given, how that parent was made;
+    nothing for one trained from scratch."""
     parent = (training.get("lineage") or {}).get("parent_sha256")
     if not parent:
+        if lineage.strip():
+            raise ValueError("--lineage describes a parent, but this model was trained from scratch")
         return ""
+    more = f"{lineage.strip()}\n" if lineage.strip() else ""
     return (f"Started from the weights of its parent (SHA-256 `{parent[:16]}…`, recorded in the model's metadata) "
-            "and trained further on the data below.\n")
+            f"and trained further on the data below.\n{more}")
 
 
 def budget_note(cfg: dict[str, Any], cpu_minutes: float | str | None) -> str:
@@ -189,8 +193,9 @@ def _more_clean_line(more: dict[str, Any] | None, target_far: float | None = Non
 
 
 def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]], target: float = 0.8,
-                more_clean: dict[str, Any] | None = None) -> str:
-    """The card's Markdown text; ``more_clean``: the evaluation of the held-out scans pooled with more clean scans."""
+                more_clean: dict[str, Any] | None = None, lineage: str = "") -> str:
+    """The card's Markdown text; ``more_clean``: the evaluation of the held-out scans pooled with more clean scans;
+    ``lineage``: a sentence on how the parent itself was made (a refresh of a refresh that was not shipped alone)."""
     md = Detector.from_onnx(model).metadata
     th = md.thresholds
     cfg = md.training.get("config", {})
@@ -200,7 +205,7 @@ def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]],
     rows = [[c, metrics["AP50_per_class"].get(c), pd[c]["n"], *[pd[c][f] for f in fars]] for c in md.classes]
     rows.insert(0, ["**any threat (parcel alarm)**", "", pd["any_threat"]["n"], *[pd["any_threat"][f] for f in fars]])
     last = log[-1] if log else {}
-    parent = _parent_line(md.training)
+    parent = _parent_line(md.training, lineage)
     recipe = "a refresh of its parent" if parent else "`make train`"
     by_diff = ", ".join(f"{k} {v['mAP50']} ({v['images']} scans)" for k, v in metrics.get("by_difficulty", {}).items())
     return f"""# Model card: {md.name} {md.version}
@@ -265,10 +270,12 @@ def main() -> None:
     ap.add_argument("--log", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--more-clean", type=Path, help="evaluation JSON of the held-out scans pooled with more clean scans")
+    ap.add_argument("--lineage", default="", help="a sentence on how the parent was made, printed under its SHA-256")
     a = ap.parse_args()
     log = list(csv.DictReader(a.log.open())) if a.log and a.log.exists() else []
     more = json.loads(a.more_clean.read_text()) if a.more_clean else None
-    a.out.write_text(render_card(a.model, json.loads(a.metrics.read_text()), log, more_clean=more))
+    a.out.write_text(render_card(a.model, json.loads(a.metrics.read_text()), log, more_clean=more,
+                                  lineage=a.lineage))
     print(f"wrote {a.out}")
 
 

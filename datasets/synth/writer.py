@@ -63,6 +63,21 @@ def write_dataset(out: Path, n: int, seed: int, width: int = 512, height: int = 
     return write_coco(out, records, info)
 
 
+
+def turn_hue(folder: Path, degrees: int = 120) -> int:
+    """Turn the hue of every image in ``folder/images`` by ``degrees``, in place: the scans of a site whose scanner
+    colours materials otherwise than the generator (the analysts' fine-tuning scenario). Returns the image count."""
+    n = 0
+    for p in sorted((folder / "images").iterdir()):
+        image = cv2.imread(str(p))
+        if image is None:
+            raise ValueError(f"{p} is not an image OpenCV can read")
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.int16)
+        hsv[..., 0] = (hsv[..., 0] + degrees // 2) % 180  # OpenCV's 8-bit hue runs over 0..179 (2 degrees a step)
+        cv2.imwrite(str(p), cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR))
+        n += 1
+    return n
+
 def write_gallery(path: Path, n: int = 12, seed: int = 0, tile: int = 320, cols: int = 4,
                   cfg: SceneConfig | None = None, style: str | None = None) -> Path:
     """A contact sheet of ``n`` scans with their threat boxes (class/build, occlusion), captioned with style and
