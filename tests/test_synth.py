@@ -1,10 +1,11 @@
+import cv2
 import numpy as np
 import pytest
 
 from armscan.datasets.coco import read_coco
 from armscan.datasets.synth.canvas import Canvas
 from armscan.datasets.synth.scene import SceneConfig, detect, generate
-from armscan.datasets.synth.writer import write_dataset
+from armscan.datasets.synth.writer import turn_hue, write_dataset
 from armscan.datasets.taxonomy import CLASSES
 from armscan.datasets.xray import STYLES, render
 
@@ -100,3 +101,16 @@ def test_gallery_is_a_contact_sheet(tmp_path):
 
     img = cv2.imread(str(write_gallery(tmp_path / "g.png", n=5, seed=1, tile=128, cols=4)))
     assert img.shape == (2 * 132, 4 * 132, 3)
+
+
+def test_turn_hue_recolours_a_folder_in_place_and_refuses_what_it_cannot_read(tmp_path):
+    (tmp_path / "images").mkdir()
+    orange = np.zeros((8, 8, 3), np.uint8)
+    orange[:] = (0, 128, 255)  # BGR: OpenCV hue 15 (30 degrees)
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), orange)
+    assert turn_hue(tmp_path, 120) == 1
+    hsv = cv2.cvtColor(cv2.imread(str(tmp_path / "images" / "a.png")), cv2.COLOR_BGR2HSV)
+    assert abs(int(hsv[0, 0, 0]) - 75) <= 1  # 30 + 120 = 150 degrees: a green
+    (tmp_path / "images" / "b.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="b.png"):
+        turn_hue(tmp_path)

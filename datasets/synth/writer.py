@@ -63,7 +63,6 @@ def write_dataset(out: Path, n: int, seed: int, width: int = 512, height: int = 
     return write_coco(out, records, info)
 
 
-
 def turn_hue(folder: Path, degrees: int = 120) -> int:
     """Turn the hue of every image in ``folder/images`` by ``degrees``, in place: the scans of a site whose scanner
     colours materials otherwise than the generator (the analysts' fine-tuning scenario). Returns the image count."""
@@ -77,6 +76,7 @@ def turn_hue(folder: Path, degrees: int = 120) -> int:
         cv2.imwrite(str(p), cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR))
         n += 1
     return n
+
 
 def write_gallery(path: Path, n: int = 12, seed: int = 0, tile: int = 320, cols: int = 4,
                   cfg: SceneConfig | None = None, style: str | None = None) -> Path:
