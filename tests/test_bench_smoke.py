@@ -1,5 +1,6 @@
-"""The INT8 study's quantization round-trips through the inference engine: a tiny model (random-ish weights,
-128 px), quantized with onnxruntime's static QDQ, keeps its armscan metadata and screens an image."""
+"""The bench scripts' own logic: the INT8 study's quantization round-trips through the inference engine (a tiny
+model, random-ish weights, 128 px, quantized with onnxruntime's static QDQ, keeps its armscan metadata and screens an
+image), and the diagnosis counts what each true box is taken for."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-def _int8_study():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("int8_study", BENCH / "int8_study.py")
+def _bench(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["int8_study"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -29,7 +30,7 @@ def test_int8_round_trip_keeps_metadata(tiny_onnx: Path, tiny_coco: Path, tmp_pa
     from armscan.datasets.readers import read_image
     from armscan.inference.engine import Detector
 
-    study = _int8_study()
+    study = _bench("int8_study")
     variant = next(v for v in study.variants() if v.key == "qdq_keep_head_dw")  # also exercises nodes_to_exclude
     records = read_coco(tiny_coco)
     out = study.quantize(tiny_onnx, tmp_path / "int8.onnx", records[:4], variant)
@@ -42,3 +43,22 @@ def test_int8_round_trip_keeps_metadata(tiny_onnx: Path, tiny_coco: Path, tmp_pa
     assert np.isfinite(det.boxes).all() and np.isfinite(det.scores).all()
     result = int8.detect(image)
     assert result.model_version.endswith("+int8.qdq_keep_head_dw")
+
+
+def test_confusion_counts_what_each_true_box_is_taken_for() -> None:
+    from armscan.datasets.coco import Record
+    from armscan.training.metrics import Prediction
+
+    classes = ["firearm", "slide", "magazine"]
+    records = [Record(Path("a.png"), 100, 100, [{"bbox": [0, 0, 40, 40], "cls": "slide"},
+                                                {"bbox": [50, 50, 40, 40], "cls": "magazine"}]),
+               Record(Path("b.png"), 100, 100, [{"bbox": [10, 10, 30, 30], "cls": "slide"}]),
+               Record(Path("c.png"), 100, 100, [])]
+    preds = [  # the slide: the firearm box outscores the slide box; the magazine: only a box that misses it
+        Prediction(np.array([[0, 0, 40, 40], [1, 1, 40, 40], [0, 0, 20, 20]], np.float32), np.array([0.9, 0.6, 0.99]),
+                   np.array([0, 1, 2])),
+        Prediction(np.array([[10, 10, 40, 40]], np.float32), np.array([0.5]), np.array([1])),  # found as a slide
+        Prediction(np.array([[0, 0, 9, 9]], np.float32), np.array([0.7]), np.array([0])),  # clean: not counted
+    ]
+    counts = _bench("det_diagnosis").confusion(records, preds, classes)
+    assert counts.tolist() == [[0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]]

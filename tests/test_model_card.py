@@ -39,3 +39,10 @@ def test_the_card_says_how_an_unshipped_parent_was_made_and_refuses_that_for_a_m
     assert _parent_line({}) == ""
     with pytest.raises(ValueError, match="from scratch"):
         _parent_line({}, "That parent was 0.6.0.")
+
+
+def test_the_card_names_a_difficulty_mix_only_when_the_config_had_one():
+    from armscan.training.model_card import _mix_note
+
+    assert _mix_note({"kind": "synth", "difficulty_probs": [0.3, 0.3, 0.4]}) == "; easy / hard / hidden parcels 0.3 / 0.3 / 0.4"
+    assert _mix_note({"kind": "synth"}) == "" and _mix_note({"kind": "coco", "difficulty_probs": [0.4, 0.4, 0.2]}) == ""

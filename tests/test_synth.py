@@ -58,6 +58,16 @@ def test_clean_scans_exist_at_zero_prevalence():
     assert all(not generate(s, 200, 200, SceneConfig(threat_prob=0.0)).boxes for s in range(5))
 
 
+def test_difficulty_weights_choose_the_parcels_and_bad_weights_are_refused():
+    hidden = [generate(s, 200, 200, SceneConfig(difficulty_probs=(0.0, 0.0, 1.0))).meta["difficulty"] for s in range(6)]
+    assert hidden == ["hidden"] * 6
+    mixed = {generate(s, 200, 200).meta["difficulty"] for s in range(30)}
+    assert mixed == {"easy", "hard", "hidden"}, "the default draws all three"
+    for bad in [(0.5, 0.5, 0.5), (1.2, -0.2, 0.0), (0.5, 0.5)]:
+        with pytest.raises(ValueError, match="difficulty_probs"):
+            SceneConfig(difficulty_probs=bad)
+
+
 def test_written_dataset_round_trips_through_coco(tmp_path):
     write_dataset(tmp_path, 4, seed=77, width=200, height=160)
     recs = read_coco(tmp_path)

@@ -58,6 +58,19 @@ def test_loss_weights_weigh_named_terms_and_an_unknown_term_is_an_error():
         TrainConfig.load(None, {"loss_weights": {"mask": -1.0}})
 
 
+def test_training_data_follows_the_difficulty_weights_and_bad_weights_are_an_error():
+    from armscan.inference.preprocess import PreprocessSpec
+    from armscan.training.distributed import DistContext
+    from armscan.training.train import _synth
+
+    cfg = TrainConfig.load(None, {"epochs": 1, "iters_per_epoch": 1, "batch_size": 2,
+                                  "data": {"difficulty_probs": [0.0, 0.0, 1.0]}})
+    scene = _synth(cfg, PreprocessSpec(size=96), DistContext()).scene
+    assert scene.difficulty_probs == (0.0, 0.0, 1.0)
+    with pytest.raises(ValidationError, match="difficulty_probs"):
+        TrainConfig.load(None, {"data": {"difficulty_probs": [0.5, 0.5, 0.5]}})
+
+
 def test_checkpoint_describes_itself_and_training_resumes(tiny_checkpoint, tmp_path):
     import shutil
 

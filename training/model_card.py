@@ -102,6 +102,14 @@ def _data_line(cfg: dict[str, Any]) -> str:
     return f"{n:,} scans generated on the fly (seeds {first:,}–{first + n - 1:,}), each seen once"
 
 
+def _mix_note(data: dict[str, Any]) -> str:
+    """The generated parcels' difficulty mix, when the config names it (configs before it was a setting did not)."""
+    probs = data.get("difficulty_probs")
+    if data.get("kind", "synth") != "synth" or not probs:
+        return ""
+    return f"; easy / hard / hidden parcels {' / '.join(f'{p:g}' for p in probs)}"
+
+
 def _column(key: str) -> str:
     return key.replace("pd@far", "Pd @ FAR ").replace("far@pd", "FAR @ Pd ")
 
@@ -226,9 +234,9 @@ Status: {_status(metrics, target)}
 
 ## Training data
 {parent}Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
-{data.get('threat_prob')}; scan sides {data.get('min_side')}–{data.get('max_side')} px; {cfg.get('epochs')} epochs ×
-{cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')} with warm-up and cosine
-decay{_weights_note(cfg)}.
+{data.get('threat_prob')}{_mix_note(data)}; scan sides {data.get('min_side')}–{data.get('max_side')} px;
+{cfg.get('epochs')} epochs × {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')}
+with warm-up and cosine decay{_weights_note(cfg)}.
 Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{budget_note(cfg, last.get('budget_min'))}
 ({recipe}; last epoch's loss terms:
 { {k: v for k, v in last.items() if k not in ('epoch', 'elapsed_min', 'budget_min', 'lr', 'iters')} }).

@@ -109,7 +109,7 @@ def _dataset(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
 
 
 def _synth(cfg: TrainConfig, spec: PreprocessSpec, ctx: DistContext) -> Any:
-    scene = SceneConfig(threat_prob=cfg.data.threat_prob)
+    scene = SceneConfig(threat_prob=cfg.data.threat_prob, difficulty_probs=cfg.data.difficulty_probs)
     n_scans = cfg.data.cache_size or cfg.epochs * cfg.iters_per_epoch * cfg.batch_size * ctx.world_size
     dataset = SynthDetection(cfg.data.train_seed, n_scans, spec, cfg.data.min_side, cfg.data.max_side, scene)
     if not cfg.data.cache_size:

@@ -61,6 +61,10 @@ class SceneConfig:
             raise ValueError(f"style_probs needs one weight per style ({', '.join(STYLES)}), got {self.style_probs}")
         if not 0.0 <= self.disassembled_prob <= 1.0:
             raise ValueError(f"disassembled_prob must lie within [0, 1], got {self.disassembled_prob}")
+        probs = self.difficulty_probs
+        if len(probs) != len(DIFFICULTIES) or min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6:
+            raise ValueError(f"difficulty_probs needs one non-negative weight per difficulty ({', '.join(DIFFICULTIES)}) "
+                             f"summing to 1, got {tuple(probs)}")
 
 
 @dataclass
