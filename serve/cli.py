@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="an alarm threshold per class (default), or one for every class")
     x.add_argument("--uncertain-far", type=float, default=0.05,
                    help="share of clean scans allowed to be uncertain or alarm (sets the abstention band; 0: none)")
+    v = sub.add_parser("average", help="average the weights of checkpoints of one network, such as the ends of "
+                                       "consecutive refreshes (needs the train extra)")
+    v.add_argument("checkpoints", type=Path, nargs="+", metavar="CHECKPOINT", help="two or more .pt checkpoints")
+    v.add_argument("--out", type=Path, required=True, help="the averaged weights checkpoint (.pt) to write")
     from armscan.serve import data_commands, gate, photo_commands
     from armscan.serve.service import commands
 
@@ -296,6 +300,14 @@ def _train_commands(args: argparse.Namespace) -> int:
             print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
         else:
             print(text)
+        return 0
+    if args.command == "average":
+        from armscan.training.checkpoint import average_checkpoints
+
+        if args.out.suffix != ".pt" or args.out.resolve() in {c.resolve() for c in args.checkpoints}:
+            return _fail("--out must be a new .pt file, not one of the checkpoints")
+        print(f"wrote {average_checkpoints(list(args.checkpoints), args.out)}: the average of "
+              f"{len(args.checkpoints)} checkpoints")
         return 0
     from armscan.training.checkpoint import load_checkpoint
     from armscan.training.export import export

@@ -1,6 +1,7 @@
 """The bench scripts' own logic: the INT8 study's quantization round-trips through the inference engine (a tiny
 model, random-ish weights, 128 px, quantized with onnxruntime's static QDQ, keeps its armscan metadata and screens an
-image), and the diagnosis counts what each true box is taken for."""
+image), the diagnosis counts what each true box is taken for, and the post-processing study's decay, mirror and
+fusion do what it says."""
 
 from __future__ import annotations
 
@@ -62,3 +63,25 @@ def test_confusion_counts_what_each_true_box_is_taken_for() -> None:
     ]
     counts = _bench("det_diagnosis").confusion(records, preds, classes)
     assert counts.tolist() == [[0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]]
+
+
+def test_post_processing_variants_decay_unflip_and_fuse() -> None:
+    from armscan.training.metrics import Prediction
+
+    post = _bench("det_postprocess")
+    boxes = np.array([[0, 0, 40, 40], [1, 1, 41, 41], [2, 2, 40, 40], [60, 60, 90, 90]], np.float32)
+    pred = Prediction(boxes, np.array([0.5, 0.9, 0.8, 0.7], np.float32), np.array([1, 0, 0, 2]))
+    out = post.cross_class_decay(pred, iou=0.5, factor=0.5)
+    got = {(round(float(s), 3), int(lab)) for s, lab in zip(out.scores, out.labels, strict=True)}
+    # the class-1 box under the class-0 ones halves; the same class (0.8) and the lone box (0.7) keep their scores
+    assert got == {(0.25, 1), (0.9, 0), (0.8, 0), (0.7, 2)}
+    assert post.cross_class_decay(pred, iou=0.5, factor=1.0) is pred
+
+    mirrored = post.unflip(Prediction(np.array([[10, 5, 30, 25]], np.float32), np.array([0.6]), np.array([0])), 100)
+    assert mirrored.boxes.tolist() == [[70, 5, 90, 25]]
+
+    a = Prediction(np.array([[0, 0, 10, 10]], np.float32), np.array([0.6], np.float32), np.array([0]))
+    b = Prediction(np.array([[0, 0, 10, 11], [0, 0, 10, 10]], np.float32), np.array([0.7, 0.4], np.float32),
+                   np.array([0, 1]))
+    fused = post.fuse(a, b, iou=0.5)  # the duplicate firearm keeps its higher score; the other class stays
+    assert fused.scores.tolist() == pytest.approx([0.7, 0.4]) and fused.labels.tolist() == [0, 1]

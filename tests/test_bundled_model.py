@@ -35,8 +35,8 @@ def test_bundled_model_flags_sample_threats_and_clears_clean_samples():
     assert len(threats) == 5 and len(clean) == 3
     # No clean sample alarms (the alarm thresholds: 1% of clean scans). The uncertain band is chosen to take in up to
     # 5% of clean scans, so one of three clean samples in it is within what it promises (0.7.0 put scan_300000006 there,
-    # a clutter item taken for a trigger group, 0.71, where that band started at 0.66; 0.9.0 clears all three); two
-    # would not be.
+    # a clutter item taken for a trigger group, 0.71, where that band started at 0.66; 0.9.0 and 0.12.0 clear all
+    # three); two would not be.
     assert not [f for f in clean if decisions[f] == "alarm"], json.dumps(decisions)
     assert sum(decisions[f] == "uncertain" for f in clean) <= 1, json.dumps(decisions)
     # Every sample firearm is flagged with a box, and all but one of the threat samples: an alarm (1% false-alarm

@@ -46,3 +46,13 @@ def test_the_card_names_a_difficulty_mix_only_when_the_config_had_one():
 
     assert _mix_note({"kind": "synth", "difficulty_probs": [0.3, 0.3, 0.4]}) == "; easy / hard / hidden parcels 0.3 / 0.3 / 0.4"
     assert _mix_note({"kind": "synth"}) == "" and _mix_note({"kind": "coco", "difficulty_probs": [0.4, 0.4, 0.2]}) == ""
+
+
+def test_the_card_lists_the_checkpoints_an_averaged_model_was_made_of():
+    from armscan.training.model_card import _average_line
+
+    soup = {"averaged_from": [{"path": "a/last.pt", "sha256": "81695cc2be7d6f8b" + "0" * 48},
+                              {"path": "b/last.pt", "sha256": "51a681f10daa1fc2" + "1" * 48}]}
+    line = _average_line(soup)
+    assert "uniform average of 2 checkpoints" in line and "`81695cc2be7d6f8b…`, `51a681f10daa1fc2…`" in line
+    assert _average_line({}) == "" and _average_line({"averaged_from": None}) == ""

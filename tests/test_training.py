@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -98,10 +100,20 @@ def _tiny(out, **kw):
 
 
 def test_bundled_recipe_loads_with_ema_on():
-    from pathlib import Path
-
     cfg = TrainConfig.load(Path(__file__).parents[1] / "training" / "det_small.yaml")
     assert cfg.data.cache_size == 12000 and cfg.ema and 0 < cfg.ema_decay < 1 and cfg.device == "auto"
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "training").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_trains_on_seeds_the_held_out_sets_do_not_use(recipe):
+    import re
+
+    cfg = TrainConfig.load(recipe)
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    held_out = [int(s) for s in re.findall(r"^\w+_SEED := (\d+)$", makefile, re.M)]
+    assert len(held_out) >= 7  # the validation and test sets of make model-card
+    if cfg.data.kind in ("synth", "photo"):  # scans train_seed .. train_seed + cache_size - 1
+        assert cfg.data.train_seed + cfg.data.cache_size <= min(held_out)
 
 
 def test_ema_follows_the_weights_with_a_warm_up():
@@ -167,3 +179,35 @@ def test_interrupted_and_resumed_training_equals_an_uninterrupted_run(tmp_path, 
             torch.testing.assert_close(resumed[key][name], value, rtol=0, atol=0, msg=f"{key}.{name}")
     log = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert len(log) == 3 and log[0].startswith("epoch,") and "world_size" in log[0]
+
+
+def test_average_of_checkpoints_is_the_mean_of_their_weights_and_refuses_other_networks(tiny_checkpoint, tmp_path):
+    from armscan.inference.engine import Detector
+    from armscan.serve.cli import main
+    from armscan.training.checkpoint import average_checkpoints, load_checkpoint, model_from_checkpoint
+    from armscan.training.export import export
+
+    a = load_checkpoint(tiny_checkpoint)
+    b = {**a, "model_state": {k: v + 1.0 if v.is_floating_point() else v for k, v in a["model_state"].items()}}
+    torch.save(b, tmp_path / "b.pt")
+    soup = load_checkpoint(average_checkpoints([tiny_checkpoint, tmp_path / "b.pt"], tmp_path / "soup.pt"))
+    for k, v in a["model_state"].items():
+        assert torch.allclose(soup["model_state"][k], v + 0.5 if v.is_floating_point() else v, atol=1e-6), k
+    assert [r["path"] for r in soup["averaged_from"]] == [str(tiny_checkpoint), str(tmp_path / "b.pt")]
+    assert all(len(r["sha256"]) == 64 for r in soup["averaged_from"])
+    assert "optimizer" not in soup and soup["lineage"] == a.get("lineage")
+    model_from_checkpoint(soup)  # loads strictly into the network it names
+    export(tmp_path / "soup.pt", tmp_path / "soup.onnx", version="soup")  # the record travels into the metadata
+    training = Detector.from_onnx(tmp_path / "soup.onnx").metadata.training
+    assert [r["sha256"] for r in training["averaged_from"]] == [r["sha256"] for r in soup["averaged_from"]]
+
+    other = {**a, "model_args": {"width": 32}}
+    torch.save(other, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="model_args"):
+        average_checkpoints([tiny_checkpoint, tmp_path / "other.pt"], tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+    pair = [str(tiny_checkpoint), str(tmp_path / "b.pt")]
+    assert main(["average", str(tiny_checkpoint), "--out", str(tmp_path / "y.pt")]) == 2  # one is not an average
+    assert main(["average", str(tiny_checkpoint), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y.pt")]) == 2
+    assert main(["average", *pair, "--out", str(tiny_checkpoint)]) == 2  # never over an input
+    assert main(["average", *pair, "--out", str(tmp_path / "z.pt")]) == 0 and (tmp_path / "z.pt").is_file()

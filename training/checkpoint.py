@@ -3,6 +3,7 @@ built from them."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, model_name: str, model_a
 
 #: What a checkpoint for fine-tuning keeps: the network, how to rebuild it, and how it was trained.
 _KEEP = ("task", "model_name", "model_args", "model_state", "config", "preprocess", "classes", "builds", "types", "stride",
-         "masks", "mask_stride", "epoch", "elapsed_s", "budget_spent_s", "history", "world_size", "ema_updates", "lineage")
+         "masks", "mask_stride", "epoch", "elapsed_s", "budget_spent_s", "history", "world_size", "ema_updates", "lineage",
+         "averaged_from")
 
 
 def save_weights_checkpoint(src: str | Path, dst: Path) -> Path:
@@ -41,6 +43,47 @@ def save_weights_checkpoint(src: str | Path, dst: Path) -> Path:
     torch.save({k: ckpt[k] for k in _KEEP if k in ckpt}, tmp)
     tmp.replace(dst)
     return dst
+
+
+#: What checkpoints must share to be averaged: the same network, built the same way, on the same label space.
+_SAME_NETWORK = ("task", "model_name", "model_args", "preprocess", "classes", "builds", "types", "stride")
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> Path:
+    """Write the uniform average of the networks in ``paths`` (a "model soup") to ``out``, as a weights checkpoint.
+
+    Meant for the ends of consecutive refreshes of one model: they lie in one basin, so the average of their
+    weights (and of their batch-norm statistics) is a network of its own, often better than either. Unrelated
+    networks do not average to anything useful; measure before using the result. The checkpoints must share the
+    network, its arguments, preprocessing and label space (else ``ValueError``). The result keeps the last
+    checkpoint's training record and lineage, and lists what was averaged (path and SHA-256) in ``averaged_from``.
+    """
+    if len(paths) < 2:
+        raise ValueError("averaging needs two checkpoints or more")
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"checkpoint not found: {', '.join(missing)}")
+    ckpts = [load_checkpoint(p) for p in paths]
+    first, last = ckpts[0], ckpts[-1]
+    for p, c in zip(paths[1:], ckpts[1:], strict=True):
+        differ = [k for k in _SAME_NETWORK if c.get(k) != first.get(k)]
+        if differ or c["model_state"].keys() != first["model_state"].keys():
+            raise ValueError(f"{p} is another network than {paths[0]} (they differ in: "
+                             f"{', '.join(differ) or 'the names of their weights'}); only checkpoints of one network "
+                             "can be averaged")
+    state = {}
+    for key, tensor in last["model_state"].items():
+        if tensor.is_floating_point():
+            mean = torch.stack([c["model_state"][key].double() for c in ckpts]).mean(dim=0)
+            state[key] = mean.to(tensor.dtype)
+        else:  # counters such as num_batches_tracked
+            state[key] = tensor
+    record = [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in paths]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save({**{k: last[k] for k in _KEEP if k in last}, "model_state": state, "averaged_from": record}, tmp)
+    tmp.replace(out)
+    return out
 
 
 RUN_IDENTITY = ("task", "model", "model_args", "input_size")  # a checkpoint resumes only a run that agrees on these

@@ -81,6 +81,7 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | list[Path] |
     summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
                "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1), "world_size": ckpt.get("world_size", 1),
                "ema_updates": ckpt.get("ema_updates"), "lineage": ckpt.get("lineage"),
+               **({"averaged_from": ckpt["averaged_from"]} if ckpt.get("averaged_from") else {}),
                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16], **(training or {})}
     metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
     write_metadata(out, metadata)

@@ -169,6 +169,16 @@ def _parent_line(training: dict[str, Any], lineage: str = "") -> str:
             f"and trained further on the data below.\n{more}")
 
 
+def _average_line(training: dict[str, Any]) -> str:
+    """For weights averaged from several checkpoints (``armscan average``): which ones, by SHA-256; nothing otherwise."""
+    soup = training.get("averaged_from") or []
+    if not soup:
+        return ""
+    names = ", ".join(f"`{r['sha256'][:16]}…`" for r in soup)
+    return (f"Its weights are the uniform average of {len(soup)} checkpoints of this network (`armscan average`; "
+            f"SHA-256 {names}); the training run described below is the last one's.\n")
+
+
 def budget_note(cfg: dict[str, Any], cpu_minutes: float | str | None) -> str:
     """How a training budget was counted, when not in wall time (CPU time: fair on a machine shared with other
     jobs); shared by the detector's and the photo model's cards."""
@@ -213,7 +223,7 @@ def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]],
     rows = [[c, metrics["AP50_per_class"].get(c), pd[c]["n"], *[pd[c][f] for f in fars]] for c in md.classes]
     rows.insert(0, ["**any threat (parcel alarm)**", "", pd["any_threat"]["n"], *[pd["any_threat"][f] for f in fars]])
     last = log[-1] if log else {}
-    parent = _parent_line(md.training, lineage)
+    parent, averaged = _parent_line(md.training, lineage), _average_line(md.training)
     recipe = "a refresh of its parent" if parent else "`make train`"
     by_diff = ", ".join(f"{k} {v['mAP50']} ({v['images']} scans)" for k, v in metrics.get("by_difficulty", {}).items())
     return f"""# Model card: {md.name} {md.version}
@@ -233,8 +243,8 @@ Status: {_status(metrics, target)}
 - The ONNX graph ends at the raw head outputs; decoding and NMS (IoU {th.nms_iou}) run in `armscan.inference`.
 
 ## Training data
-{parent}Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)}; threat prevalence
-{data.get('threat_prob')}{_mix_note(data)}; scan sides {data.get('min_side')}–{data.get('max_side')} px;
+{parent}{averaged}Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)};
+threat prevalence {data.get('threat_prob')}{_mix_note(data)}; scan sides {data.get('min_side')}–{data.get('max_side')} px;
 {cfg.get('epochs')} epochs × {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')}
 with warm-up and cosine decay{_weights_note(cfg)}.
 Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{budget_note(cfg, last.get('budget_min'))}
