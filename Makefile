@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL := models/bundled/armscan-det.onnx
 # The bundled detector's version: bump it before `make model-card` replaces the model.
-DET_VERSION := 0.12.0
+DET_VERSION := 0.13.0
 TEST_SEED := 200000000
 VAL_SEED := 100000000
 # More validation scans for the alarm thresholds: a parcel FAR of 1% needs far more clean scans than val's 189.

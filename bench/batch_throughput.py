@@ -4,7 +4,7 @@
     python bench/batch_throughput.py --n 300 --formats jpeg,tiff16
 
 Generates N 1024x768 scans once and writes them in each format asked for (``--formats``):
-- ``jpeg``: 8-bit colour JPEG (``--quality``); batch decodes it at the model's DCT scale (1/4 here);
+- ``jpeg``: 8-bit colour JPEG (``--quality``); batch decodes it at the model's DCT scale (1/2 for a 448 px model);
 - ``png``: 8-bit colour PNG, as the generator writes its images;
 - ``tiff16``: 16-bit greyscale uncompressed TIFF, the high-energy channel (what a single-energy scanner writes);
 - ``dual``: a raw dual-energy pair, ``NAME_low.tiff`` + ``NAME_high.tiff`` (16-bit, uncompressed), rendered

@@ -4,7 +4,8 @@ Formats: PNG, JPEG (EXIF orientation applied), TIFF 8/16-bit, BMP; DICOS and DIC
 (``.dcm``/``.dcs``, or any file with the DICM preamble) through pydicom; and raw dual-energy pairs,
 two single-channel 16-bit TIFFs named ``NAME_low.tif(f)`` and ``NAME_high.tif(f)`` (full scale =
 unattenuated air), rendered in armscan's pseudo-colour. Any bit depth and channel count becomes
-8-bit BGR: 16-bit scans are scaled by their full range, greyscale is replicated, alpha is dropped.
+8-bit BGR: 16-bit scans are scaled by their detector's bit depth (see :func:`to_bgr8`), greyscale is
+replicated, alpha is dropped. A JPEG cut off before its end-of-image marker is refused, not decoded part-grey.
 Every failure is one :class:`ImageReadError` naming the file and the reason.
 """
 
@@ -41,15 +42,25 @@ class ImageReadError(ValueError):
 
 
 def to_bgr8(img: NDArray[np.generic], source: str = "<image>") -> NDArray[np.uint8]:
-    """Normalise a decoded image of any depth and channel count to (H, W, 3) uint8 BGR."""
+    """Normalise a decoded image of any depth and channel count to (H, W, 3) uint8 BGR.
+
+    16-bit unsigned pixels come from 10-, 12-, 14- or 16-bit detectors, and the file does not say which.
+    The bit depth is taken as the smallest of those whose maximum, ``2**bits - 1``, holds the image's
+    largest colour value (alpha aside), and that maximum becomes 255: a 12-bit scan (values up to 4095)
+    fills the 8-bit range instead of coming out nearly black. A 16-bit scan (any value above 16383) is
+    scaled by 65535 as before. Floats are taken as [0, 1]. DICOM does not come here with 16-bit pixels:
+    :func:`decode_dicom` honours the file's BitsStored.
+    """
     if img.ndim == 2:
         img = img[..., None]
     if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
         raise ImageReadError(source, f"unsupported image shape {img.shape}")
     if img.dtype == np.uint16:
-        # The level is round(v * 255 / 65535): v / 257 never lies within 1/514 of a half, so OpenCV's
-        # one-pass rounding gives the same bytes as truncating v * (255 / 65535) + 0.5 in float32.
-        img = np.asarray(cv2.convertScaleAbs(np.asarray(img, np.uint16), alpha=255.0 / 65535.0)).reshape(img.shape)
+        full = float(2 ** detector_bits(np.asarray(img, np.uint16)) - 1)
+        # The level is round(v * 255 / full): for each full above, 255 / full in lowest terms has an odd
+        # denominator d <= 5461, so v * 255 / full is never a half and never within 1 / (2 d) of one, and
+        # OpenCV's one-pass float32 rounding gives the same bytes as rounding exactly.
+        img = np.asarray(cv2.convertScaleAbs(np.asarray(img, np.uint16), alpha=255.0 / full)).reshape(img.shape)
     elif img.dtype in (np.float32, np.float64):
         x = np.clip(img, 0.0, 1.0)
         x *= 255.0
@@ -62,6 +73,16 @@ def to_bgr8(img: NDArray[np.generic], source: str = "<image>") -> NDArray[np.uin
     elif img.shape[2] == 4:
         img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGRA2BGR)
     return np.ascontiguousarray(img, dtype=np.uint8)
+
+
+_DETECTOR_BITS = (10, 12, 14, 16)
+
+
+def detector_bits(img: NDArray[np.uint16]) -> int:
+    """The smallest detector bit depth in :data:`_DETECTOR_BITS` whose maximum holds the largest colour value."""
+    colour = img[..., :3] if img.shape[2] == 4 else img  # (H, W, C): an alpha channel says nothing about the detector
+    top = int(colour.max()) if colour.size else 0
+    return next(b for b in _DETECTOR_BITS if top <= 2**b - 1)
 
 
 _RASTER_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "TIFF": "tiff", "BMP": "bmp"}
@@ -170,6 +191,45 @@ class Decoded:
     height: int
 
 
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RST0-7: JPEG markers without a length
+
+
+def jpeg_is_truncated(data: bytes) -> bool:
+    """Whether a JPEG lacks its end-of-image marker (FF D9) after the start of its first scan (FF DA).
+
+    OpenCV 4.x only warns on a cut-off JPEG and fills the missing part grey. The walk from SOI skips each
+    segment by its 2-byte length, so an EOI inside a segment (an EXIF thumbnail's, in APP1) is not taken for
+    the image's; inside the entropy-coded data an FF is always stuffed, so FF D9 there can only be the EOI.
+    Bytes after the EOI are allowed. A JPEG without any scan is left to the decoder to refuse.
+    """
+    n, pos = len(data), 2
+    if data[:2] != b"\xff\xd8":
+        return False
+    while True:
+        if pos >= n:
+            return True
+        if data[pos] != 0xFF:  # stray bytes between segments: the decoder skips to the next marker, as here
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return True
+        while pos + 1 < n and data[pos + 1] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        if pos + 1 >= n:
+            return True
+        marker = data[pos + 1]
+        if marker == 0xD9:  # EOI before any scan: no image at all, which the decoder reports
+            return False
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return True
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")  # the length counts itself, not the marker
+        if marker == 0xDA:  # SOS: the scan data follows its header
+            return data.find(b"\xff\xd9", end) < 0
+        pos = end
+
+
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
@@ -178,6 +238,7 @@ def decode_scan(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXE
     """Decode image bytes (PNG, JPEG, TIFF 8/16-bit, BMP, DICOS/DICOM) to BGR uint8, honouring EXIF orientation.
 
     The header is checked first (:func:`probe_image`), so an oversized image is refused before decoding.
+    A JPEG cut off before its end-of-image marker is refused too (OpenCV 4.x would decode it part grey).
     With ``reduce_to``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT (several times cheaper),
     as long as its longest side stays at least ``reduce_to``: enough for a model whose input is that size.
     Other formats are decoded at full size.
@@ -186,6 +247,8 @@ def decode_scan(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXE
     if _is_dicom(data):
         img = decode_dicom(data, source)
         return Decoded(img, img.shape[1], img.shape[0])
+    if info.format == "jpeg" and jpeg_is_truncated(data):
+        raise ImageReadError(source, "the JPEG data is truncated (no end-of-image marker after the scan data)")
     buf = np.frombuffer(data, np.uint8)
     factor = 1
     if reduce_to and info.format == "jpeg":

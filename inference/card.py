@@ -265,7 +265,8 @@ def _photo_candidates(image: NDArray[np.uint8],
     ``aspect``."""
     h, w = image.shape[:2]
     f = min(1.0, _SEARCH_SIDE / max(h, w))
-    small = cv2.resize(image, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) if f < 1 else image
+    size = (max(1, round(w * f)), max(1, round(h * f)))  # a side of a very long, thin photo would round to 0
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if f < 1 else image
     lab = np.asarray(cv2.cvtColor(cv2.GaussianBlur(small, (0, 0), 0.7), cv2.COLOR_BGR2LAB), np.uint8)
     step = max(1, int(np.sqrt(lab.shape[0] * lab.shape[1] / _SEARCH_SAMPLES)))
     grid = lab[::step, ::step].shape[:2]

@@ -13,12 +13,14 @@ Outputs in DIR:
 Resume: rerunning the same command after a crash (even ``kill -9``) reads the ledger, drops a torn last
 line, and screens only the inputs that have no row yet, so each input appears exactly once.
 
-Exit codes: 0 every input screened; 1 finished, but some inputs could not be read (error rows);
-2 nothing was screened because the model, the output folder or a manifest is unusable.
+Exit codes: 0 every input screened; 1 finished, but some inputs could not be read or their thumbnail or
+TDR could not be written (error rows); 2 nothing was screened because the model, the output folder, its
+ledger or a manifest is unusable. ``armscan batch`` exits 3 when it stops on an unexpected error.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -47,8 +49,22 @@ SYNC_EVERY = 50
 THUMB_SIDE = 360
 
 
+class LedgerError(ValueError):
+    """A ledger line other than the torn last one is not a row: the ledger needs a person to look at it."""
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask where the platform has one, as in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def read_ledger(path: Path) -> list[dict[str, Any]]:
-    """Rows of an existing ledger. A torn last line (a crash mid-write) is cut off the file."""
+    """Rows of an existing ledger. A torn last line (a crash mid-write) is cut off the file.
+
+    Raises :class:`LedgerError`, naming the file and line, for any other line that is not a JSON row.
+    """
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -56,7 +72,20 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
     if end < len(data):
         with path.open("r+b") as f:
             f.truncate(end)
-    return [json.loads(line) for line in data[:end].decode().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(data[:end].split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:  # JSONDecodeError or UnicodeDecodeError
+            raise LedgerError(f"{path}:{number}: corrupt ledger line ({exc}); repair or delete that line, "
+                              "then rerun to screen its input again") from exc
+        if not isinstance(row, dict) or "key" not in row:
+            raise LedgerError(f"{path}:{number}: not a ledger row (a JSON object with a 'key'); repair or delete "
+                              "that line, then rerun to screen its input again")
+        rows.append(row)
+    return rows
 
 
 def _thumb(out: Path, key: str, image: NDArray[np.uint8], result: ScanResult) -> str:
@@ -64,24 +93,47 @@ def _thumb(out: Path, key: str, image: NDArray[np.uint8], result: ScanResult) ->
     # then draw: for a full-size 1024x768 scan that is a quarter of the cost of drawing first.
     h, w = image.shape[:2]
     f = max(h, w) // THUMB_SIDE
-    if f > 1:
-        small = cv2.resize(image[: h // f * f, : w // f * f], (w // f, h // f), interpolation=cv2.INTER_AREA)
+    if f > 1:  # a side thinner than f keeps one row or column (all of its pixels averaged)
+        sh, sw = max(1, h // f), max(1, w // f)
+        small = cv2.resize(image[: min(h, sh * f), : min(w, sw * f)], (sw, sh), interpolation=cv2.INTER_AREA)
         image = np.asarray(small, np.uint8)
     overlay = render_overlay(image, result)  # boxes are scaled from the result's size to the image's
-    scale = THUMB_SIDE / max(overlay.shape[:2])
+    oh, ow = overlay.shape[:2]
+    scale = THUMB_SIDE / max(oh, ow)
     if scale < 1:  # by less than 2x here, where bilinear is as sharp as area averaging
-        overlay = np.asarray(cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR), np.uint8)
+        size = (max(1, round(ow * scale)), max(1, round(oh * scale)))
+        overlay = np.asarray(cv2.resize(overlay, size, interpolation=cv2.INTER_LINEAR), np.uint8)
     name = f"thumbs/{hashlib.sha1(key.encode()).hexdigest()[:16]}.jpg"
     ok, buf = cv2.imencode(".jpg", overlay, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if ok:
-        _atomic_bytes(out / name, buf.tobytes())
+    if not ok:
+        raise ValueError(f"JPEG encoding of a {overlay.shape[1]}x{overlay.shape[0]} thumbnail failed")
+    _atomic_bytes(out / name, buf.tobytes())
     return name
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all, and durably: on disk before the ledger row that names it."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable. Skipped where folders cannot be opened (Windows) or synced."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # file systems that cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
 
 
 def _tdr(out: Path, item: ScanInput, result: ScanResult) -> str:
@@ -123,12 +175,19 @@ def screen_loaded(detector: Detector, out: Path, loaded: Loaded) -> dict[str, An
         result = detector.detect(scan.image, source=item.key, original_size=(scan.width, scan.height))
     except Exception as exc:  # one odd image must not stop the night's batch
         return row | {"status": "error", "error": f"screening failed ({type(exc).__name__}: {exc})"}
-    row |= {"status": "ok", **result.model_dump(exclude={"source"})}
-    if result.decision != "clear":  # the report shows alarms and uncertain scans to an officer
-        row["thumb"] = _thumb(out, item.key, scan.image, result)
-    if result.decision == "alarm":
-        row["tdr"] = _tdr(out, item, result)
-    return row
+    files: dict[str, str] = {}
+    what = "thumbnail"
+    try:  # a failed write is this scan's error row, not the end of the batch (nor of every resume)
+        if result.decision != "clear":  # the report shows alarms and uncertain scans to an officer
+            files["thumb"] = _thumb(out, item.key, scan.image, result)
+        if result.decision == "alarm":
+            what = "threat report (TDR)"
+            files["tdr"] = _tdr(out, item, result)
+    except Exception as exc:  # the row keeps the result (nothing lost); the error puts the parcel in front of a person
+        return row | result.model_dump(exclude={"source"}) | files | {
+            "status": "error", "error": f"screened {result.decision}, but its {what} could not be written "
+                                        f"({type(exc).__name__}: {exc})"}
+    return row | {"status": "ok", **result.model_dump(exclude={"source"})} | files
 
 
 def prepare(inputs: list[str], out: Path) -> tuple[list[ScanInput], int]:
@@ -173,19 +232,24 @@ def finish(out: Path) -> int:
 
 
 def run_batch(inputs: list[str], out: Path, model: Path, threads: int | None = None, decode_threads: int = 1,
-              prefetch: int = 8, progress: bool = True, workers: int = 1) -> int:
+              prefetch: int | None = None, progress: bool = True, workers: int = 1) -> int:
     """Screen every input not yet in ``out``'s ledger; returns the exit code (see the module docstring).
 
     ``decode_threads`` decode ahead of inference; ``workers`` screen in parallel, each with its own
     onnxruntime session of ``threads`` intra-op threads (default: the cores divided among the workers),
     which sleep between runs rather than spin, so that decoding gets the cores they would hold.
-    JPEGs are decoded at the smallest DCT scale that still covers the model's input size.
+    JPEGs are decoded at the smallest DCT scale that still covers the model's input size. At most
+    ``prefetch`` inputs (default: ``max(8, 2 * (workers + decode_threads))``) are in flight at once.
     """
+    if prefetch is None:
+        prefetch = max(8, 2 * (workers + decode_threads))
+    if prefetch < 1:
+        raise ValueError(f"prefetch must be >= 1, not {prefetch}")
     try:
-        n_threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        n_threads = threads or max(1, usable_cpus() // workers)
         detectors = [Detector.from_onnx(model, threads=n_threads, spin=False) for _ in range(workers)]
         todo, _ = prepare(inputs, out)
-    except (ModelLoadError, ManifestError, OSError) as exc:
+    except (ModelLoadError, ManifestError, LedgerError, OSError) as exc:
         print(f"armscan: error: {exc}", file=sys.stderr)
         return 2
     reduce_to = detectors[0].spec.size

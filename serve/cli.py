@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads per worker (default: cores / workers; ray: 1)")
     b.add_argument("--decode-threads", type=int, default=1, help="extra threads decoding images ahead of inference")
+    b.add_argument("--prefetch", type=int, default=None,
+                   help="inputs in flight at once, decoded or being screened (default: the larger of 8 and "
+                        "2 x (workers + decode threads); local engine only)")
     b.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: Ray Data actors, on one machine or a cluster (needs the ray extra)")
     b.add_argument("--address", default=None,
@@ -141,27 +145,14 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 some inputs failed, 2 bad usage or fatal error)."""
+    """Entry point; returns the exit code (0 ok, 1 some inputs failed, 2 bad usage or fatal error, 3 batch crashed)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "scan":
             return scan_command(list(args.paths), Path(args.model) if args.model else None, bool(args.json), args.jsonl,
                                 args.overlay, bool(args.all), args.threads, kind=args.kind, rotations=args.rotations)
         if args.command == "batch":
-            if (args.workers is not None and args.workers < 1) or args.decode_threads < 0 or (
-                    args.threads is not None and args.threads < 1):
-                return _fail("--workers and --threads must be >= 1, --decode-threads >= 0")
-            if args.engine == "ray":
-                from armscan.serve.batch_ray import run_batch_ray
-
-                return run_batch_ray(list(args.inputs), args.out, Path(args.model), args.address, args.workers,
-                                     args.threads or 1, progress=not args.no_progress)
-            if args.address is not None:
-                return _fail("--address needs --engine ray")
-            from armscan.serve.batch import run_batch
-
-            return run_batch(list(args.inputs), args.out, Path(args.model), args.threads, args.decode_threads,
-                             progress=not args.no_progress, workers=args.workers or os.cpu_count() or 1)
+            return _batch(args)
         if args.command == "synth":
             return _synth(args)
         if args.command == "kits":
@@ -191,6 +182,38 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted; what was finished is kept (rerun the same batch or train command to resume)", 130)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """``armscan batch``: exit 3, with the traceback on stderr, when it stops on an unexpected error."""
+    if (args.workers is not None and args.workers < 1) or args.decode_threads < 0 or (
+            args.threads is not None and args.threads < 1):
+        return _fail("--workers and --threads must be >= 1, --decode-threads >= 0")
+    if args.prefetch is not None and args.prefetch < 1:
+        return _fail(f"--prefetch must be >= 1 (got {args.prefetch})")
+    try:
+        if args.engine == "ray":
+            if args.prefetch is not None:
+                return _fail("--prefetch needs --engine local (Ray Data schedules its own inputs)")
+            from armscan.serve.batch_ray import run_batch_ray
+
+            return run_batch_ray(list(args.inputs), args.out, Path(args.model), args.address, args.workers,
+                                 args.threads or 1, progress=not args.no_progress)
+        if args.address is not None:
+            return _fail("--address needs --engine ray")
+        from armscan.serve.batch import run_batch, usable_cpus
+
+        return run_batch(list(args.inputs), args.out, Path(args.model), args.threads, args.decode_threads,
+                         prefetch=args.prefetch, progress=not args.no_progress, workers=args.workers or usable_cpus())
+    except ModuleNotFoundError:
+        raise  # main's handler: exit 2, naming the extra to install
+    except OSError as exc:  # the setup's are answered inside (exit 2); this one came mid-run: a full disk, a lost mount
+        return _fail(f"the batch stopped: {exc}; every row already in {args.out / 'scans.jsonl'} is kept: "
+                     "fix the cause and rerun the same command to resume", 3)
+    except Exception as exc:  # a bug must not exit 1, which means "finished, some inputs unreadable"
+        traceback.print_exc(file=sys.stderr)
+        return _fail(f"the batch stopped on an unexpected error ({type(exc).__name__}: {exc}); every row already in "
+                     f"{args.out / 'scans.jsonl'} is kept: rerun the same command to resume", 3)
 
 
 def _kits(args: argparse.Namespace) -> int:

@@ -108,9 +108,10 @@ tr:nth-child(even){{background:#f4f4f4}}</style>
 def write_reports(out: Path, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Write parcels.jsonl, results.csv and report.html (atomically); return the summary counts."""
     parcels = parcel_rows(rows)
-    counts = {"scans": len(rows), "alarm": sum(r.get("decision") == "alarm" for r in rows),
-              "uncertain": sum(r.get("decision") == "uncertain" for r in rows),
-              "clear": sum(r.get("decision") == "clear" for r in rows), "error": sum(r["status"] != "ok" for r in rows),
+    ok = [r for r in rows if r["status"] == "ok"]  # an error row may carry a result, but counts as an error only
+    counts = {"scans": len(rows), "alarm": sum(r.get("decision") == "alarm" for r in ok),
+              "uncertain": sum(r.get("decision") == "uncertain" for r in ok),
+              "clear": sum(r.get("decision") == "clear" for r in ok), "error": len(rows) - len(ok),
               "parcels": len(parcels), "parcels_alarm": sum(p["decision"] == "alarm" for p in parcels)}
     _atomic_write(out / "parcels.jsonl", "".join(json.dumps(p) + "\n" for p in parcels))
     _atomic_write(out / "results.csv", _csv(rows))

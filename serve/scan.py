@@ -7,6 +7,7 @@ the others are still screened); 2 the model or the arguments are unusable.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def _photo_row(r: PhotoResult) -> str:
             f"{length:>10} {barrel:>10} {r.reference or '-':<6} {r.latency_ms:7.1f}")
 
 
+def _overlay_root(paths: list[str]) -> Path:
+    """The deepest folder holding every input: overlays are named after their scan's path below it."""
+    return Path(os.path.commonpath([os.path.abspath(p if Path(p).is_dir() else Path(p).parent) for p in paths]))
+
+
+def _overlay_path(out: Path, scan: Path, root: Path) -> Path:
+    """Where ``scan``'s overlay goes: its path below ``root``, folders and suffix kept, plus ``.png``
+    (``day1/0001.png`` -> ``out/day1/0001.png.png``), so that no two scans share an overlay."""
+    rel = Path(os.path.relpath(os.path.abspath(scan), root))
+    return out / rel.parent / f"{rel.name}.png"
+
+
 def scan_command(paths: list[str], model: Path | None, as_json: bool, jsonl: Path | None, overlay: Path | None,
                  include_all: bool, threads: int | None, kind: str = "xray", rotations: bool | None = None) -> int:
     """Screen every image under ``paths`` (``kind`` xray: X-ray scans; photo: seizure photos); see the module
@@ -52,6 +65,7 @@ def scan_command(paths: list[str], model: Path | None, as_json: bool, jsonl: Pat
         return 2
     if overlay:
         overlay.mkdir(parents=True, exist_ok=True)
+    root = _overlay_root(paths)
     sink = jsonl.open("a") if jsonl else None
     failed = alarms = uncertain = 0
     if not as_json:
@@ -83,7 +97,9 @@ def scan_command(paths: list[str], model: Path | None, as_json: bool, jsonl: Pat
                 sink.write(result.model_dump_json() + "\n")
                 sink.flush()
             if overlay:
-                write_overlay(overlay / f"{f.stem}.png", image, result)
+                out = _overlay_path(overlay, f, root)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                write_overlay(out, image, result)
     finally:
         if sink:
             sink.close()

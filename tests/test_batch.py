@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,9 @@ pytest.importorskip("torch")  # the tiny model fixture is exported with torch
 
 from armscan.serve.batch import read_ledger, run_batch  # noqa: E402
 from armscan.serve.cli import main  # noqa: E402
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "bundled" / "armscan-det.onnx"
+SAMPLES = Path(__file__).resolve().parents[1] / "datasets" / "samples" / "images"
 
 
 @pytest.fixture()
@@ -57,16 +61,22 @@ def test_batch_screens_every_input_once_and_writes_reports(inputs, tiny_onnx, tm
     assert len(read_ledger(out / "scans.jsonl")) == len(rows)
 
 
-def test_alarms_get_thumbnails_in_the_report(tiny_coco, tiny_onnx, tmp_path):
+@pytest.fixture()
+def sensitive(tiny_onnx, tmp_path):
+    """The tiny model, alarming on anything: every scan gets a thumbnail and a TDR."""
     from armscan.inference.engine import Detector
     from armscan.inference.metadata import Thresholds
     from armscan.training.export import write_metadata
 
-    sensitive = tmp_path / "sensitive.onnx"  # the same model, alarming on anything
-    shutil.copy(tiny_onnx, sensitive)
-    md = Detector.from_onnx(sensitive).metadata
+    path = tmp_path / "sensitive.onnx"
+    shutil.copy(tiny_onnx, path)
+    md = Detector.from_onnx(path).metadata
     md.thresholds = Thresholds(alarm=dict.fromkeys(md.classes, 0.0), min_score=0.01)
-    write_metadata(sensitive, md)
+    write_metadata(path, md)
+    return path
+
+
+def test_alarms_get_thumbnails_in_the_report(tiny_coco, sensitive, tmp_path):
     out = tmp_path / "out"
     assert run_batch([str(tiny_coco / "images")], out, sensitive, progress=False) == 0
     rows = read_ledger(out / "scans.jsonl")
@@ -131,3 +141,109 @@ def test_an_unexpected_decoder_failure_becomes_an_error_row(tmp_path, tiny_onnx,
     assert run_batch([str(tiny_coco / "images")], out, tiny_onnx, progress=False) == 1
     rows = read_ledger(out / "scans.jsonl")
     assert len(rows) == 12 and any("MemoryError: simulated" in r.get("error", "") for r in rows)
+
+
+def test_a_thin_flagged_scan_gets_a_thumbnail(tmp_path):
+    import numpy as np
+
+    from armscan.inference.result import ScanResult
+    from armscan.serve.batch import _thumb
+
+    (tmp_path / "thumbs").mkdir()
+    result = ScanResult(width=1000, height=1, detections=[], flags={}, decision="alarm", model_name="m",
+                        model_version="v", latency_ms=0.0)
+    for shape in [(1, 1000, 3), (1000, 2, 3), (1, 1, 3)]:  # 1000 // 360 = 2 > the thin side
+        name = _thumb(tmp_path, f"thin{shape}", np.zeros(shape, np.uint8), result)
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_a_failing_thumbnail_or_tdr_becomes_an_error_row_and_the_batch_goes_on(tiny_coco, sensitive, tmp_path,
+                                                                              monkeypatch):
+    import armscan.serve.batch as batch
+
+    real_thumb, real_tdr = batch._thumb, batch._tdr
+
+    def thumb(out, key, image, result):
+        if key.endswith("0.png"):
+            raise ValueError("simulated thumbnail failure")
+        return real_thumb(out, key, image, result)
+
+    def tdr(out, item, result):
+        if item.key.endswith("1.png"):
+            raise OSError(28, "No space left on device")
+        return real_tdr(out, item, result)
+
+    monkeypatch.setattr(batch, "_thumb", thumb)
+    monkeypatch.setattr(batch, "_tdr", tdr)
+    out = tmp_path / "out"
+    assert run_batch([str(tiny_coco / "images")], out, sensitive, progress=False) == 1  # finished, with error rows
+    rows = read_ledger(out / "scans.jsonl")
+    assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
+    errors = {r["key"][-5]: r["error"] for r in rows if r["status"] == "error"}
+    assert set(errors) == {"0", "1"}, errors
+    assert "screened alarm, but its thumbnail" in errors["0"] and "ValueError: simulated" in errors["0"]
+    assert "threat report" in errors["1"] and "No space left" in errors["1"]
+    kept = {r["key"][-5]: r for r in rows if r["status"] == "error"}  # the screening result is not lost
+    assert kept["0"]["decision"] == "alarm" and kept["0"]["detections"] and "thumb" not in kept["0"]
+    assert kept["1"]["decision"] == "alarm" and (out / kept["1"]["thumb"]).is_file() and "tdr" not in kept["1"]
+    from armscan.serve.report import write_reports
+
+    counts = write_reports(out, rows)  # an error row with a result is counted once, as an error
+    assert counts["error"] == sum(r["status"] == "error" for r in rows)
+    assert counts["alarm"] + counts["uncertain"] + counts["clear"] + counts["error"] == 12
+    assert all((out / r["thumb"]).is_file() and (out / r["tdr"]).is_file() for r in rows if r["status"] == "ok")
+    assert "simulated thumbnail failure" in (out / "report.html").read_text()
+    assert run_batch([str(tiny_coco / "images")], out, sensitive, progress=False) == 1  # the resume does not crash
+    assert len(read_ledger(out / "scans.jsonl")) == 12
+
+
+def test_an_unexpected_error_exits_3_with_a_message(tmp_path, monkeypatch, capsys):
+    import armscan.serve.batch as batch
+
+    def broken(self, row):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(batch.LedgerWriter, "write", broken)
+    argv = ["batch", str(SAMPLES / "scan_300000000.png"), "--out", str(tmp_path / "o"), "--model", str(MODEL),
+            "--workers", "1", "--threads", "1", "--no-progress"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "unexpected error" in err and "RuntimeError: simulated bug" in err and "Traceback" in err
+    assert "rerun the same command" in err
+
+
+def test_a_full_disk_mid_run_exits_3_not_2(tmp_path, monkeypatch, capsys):
+    import armscan.serve.batch as batch
+
+    def full(self, row):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batch.LedgerWriter, "write", full)
+    argv = ["batch", str(SAMPLES / "scan_300000000.png"), "--out", str(tmp_path / "o"), "--model", str(MODEL),
+            "--workers", "1", "--threads", "1", "--no-progress"]
+    assert main(argv) == 3  # 2 would say that nothing was screened because the setup was unusable
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "rerun the same command" in err and "Traceback" not in err
+
+
+def test_a_corrupt_ledger_line_names_the_file_and_line(tmp_path, capsys):
+    ledger = tmp_path / "o" / "scans.jsonl"
+    ledger.parent.mkdir()
+    ledger.write_text('{"key": "a", "status": "ok"}\n{"key": "b", "sta\n{"key": "c", "status": "ok"}\n{"key": "torn')
+    with pytest.raises(ValueError, match=rf"{ledger}:2: "):
+        read_ledger(ledger)
+    argv = ["batch", str(SAMPLES / "scan_300000000.png"), "--out", str(ledger.parent), "--model", str(MODEL),
+            "--no-progress"]
+    assert main(argv) == 2
+    assert f"{ledger}:2: " in capsys.readouterr().err
+    ledger.write_text('{"key": "a", "status": "ok"}\n{"key": "torn')  # a torn last line is still cut off
+    assert read_ledger(ledger) == [{"key": "a", "status": "ok"}]
+    assert ledger.read_text() == '{"key": "a", "status": "ok"}\n'
+
+
+@pytest.mark.parametrize("flag", ["0", "-3"])
+def test_prefetch_below_1_exits_2(tmp_path, capsys, flag):
+    argv = ["batch", str(SAMPLES), "--out", str(tmp_path / "o"), "--model", str(MODEL), "--prefetch", flag]
+    assert main(argv) == 2
+    assert "--prefetch must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -33,6 +33,24 @@ def test_scan_prints_one_json_object_per_scan(tiny_onnx, scans, capsys, tmp_path
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 12
 
 
+def test_overlays_are_named_after_the_scans_path_and_never_collide(tiny_onnx, tiny_coco, tmp_path, capsys):
+    first = sorted((tiny_coco / "images").glob("*.png"))[0]
+    for day in ("day1", "day2"):
+        (tmp_path / "in" / day).mkdir(parents=True)
+        shutil.copy(first, tmp_path / "in" / day / "0001.png")
+    image = cv2.imread(str(first))
+    assert cv2.imwrite(str(tmp_path / "in" / "day1" / "0001.tif"), image)
+    assert main(["scan", str(tmp_path / "in"), "--model", str(tiny_onnx), "--json", "--overlay", str(tmp_path / "ov")]) == 0
+    written = sorted(p.relative_to(tmp_path / "ov").as_posix() for p in (tmp_path / "ov").rglob("*.png"))
+    assert written == ["day1/0001.png.png", "day1/0001.tif.png", "day2/0001.png.png"]
+    # two folders named on the command line: their common parent names them
+    assert main(["scan", str(tmp_path / "in" / "day1"), str(tmp_path / "in" / "day2" / "0001.png"), "--model",
+                 str(tiny_onnx), "--json", "--overlay", str(tmp_path / "ov2")]) == 0
+    written = sorted(p.relative_to(tmp_path / "ov2").as_posix() for p in (tmp_path / "ov2").rglob("*.png"))
+    assert written == ["day1/0001.png.png", "day1/0001.tif.png", "day2/0001.png.png"]
+    capsys.readouterr()
+
+
 def test_unreadable_files_are_reported_and_the_rest_still_screened(tiny_onnx, scans, capsys):
     (scans / "broken.png").write_bytes(b"\x89PNG not really")
     (scans / "empty.jpg").write_bytes(b"")

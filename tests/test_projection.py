@@ -137,15 +137,25 @@ def test_write_projected_round_trips_through_read_coco(bags: Path, tmp_path: Pat
                                                                 for b in ("high", "low")]
 
 
+def test_a_12_bit_background_reads_like_its_16_bit_original(bags: Path, tmp_path: Path) -> None:
+    high = cv2.imread(str(bags / "bag16.png"), cv2.IMREAD_ANYDEPTH)
+    assert high.dtype == np.uint16 and high.max() > 16383  # the original fills 16 bits
+    assert cv2.imwrite(str(tmp_path / "bag12.png"), (high >> 4).astype(np.uint16))
+    a, b = load_background(bags / "bag16.png"), load_background(tmp_path / "bag12.png")
+    assert np.abs(a.trans - b.trans).max() < 3 / 4095  # not 1/16 of it: a dense bag
+
+
 def test_unusable_backgrounds_raise_a_typed_error_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "notes.png").write_text("not an image")
+    ok, jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 256, (128, 128, 3), np.uint8))
+    (tmp_path / "cut.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) * 3 // 4])
     cv2.imwrite(str(tmp_path / "empty.png"), np.full((64, 64), 255, np.uint8))
     cv2.imwrite(str(tmp_path / "p_low.tiff"), np.zeros((64, 64), np.uint8))
     cv2.imwrite(str(tmp_path / "p_high.tiff"), np.zeros((64, 64), np.uint8))
     cv2.imwrite(str(tmp_path / "q_low.tiff"), np.zeros((64, 64), np.uint16))
     cv2.imwrite(str(tmp_path / "q_high.tiff"), np.zeros((64, 80), np.uint16))
     cases = {"notes.png": "not a decodable image", "missing.png": "No such file", "empty.png": "no bag or parcel",
-             "p_low.tiff": "16-bit", "q_high.tiff": "sizes differ"}
+             "p_low.tiff": "16-bit", "q_high.tiff": "sizes differ", "cut.jpg": "truncated"}
     for name, reason in cases.items():
         with pytest.raises(BackgroundError, match=reason) as err:
             project(tmp_path / name, 0)

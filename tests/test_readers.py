@@ -8,14 +8,22 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from armscan.datasets.readers import ImageReadError, decode_image, find_images, read_dual_energy, read_image
+from armscan.datasets.readers import (
+    ImageReadError,
+    decode_image,
+    decode_scan,
+    find_images,
+    read_dual_energy,
+    read_image,
+    to_bgr8,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "datasets" / "samples"
 
 DICOS_DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.501.2.1"  # DICOS Digital X-Ray Image Storage - For Presentation
 
 
-def _write_dicos(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1) -> None:
+def _write_dicos(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1, bits: int = 12) -> None:
     from pydicom.dataset import FileDataset
 
     meta = FileMetaDataset()
@@ -29,7 +37,7 @@ def _write_dicos(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", fra
     ds.Rows, ds.Columns = pixels.shape[-2:]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
     if frames > 1:
         ds.NumberOfFrames = frames
     ds.PixelData = pixels.astype(np.uint16).tobytes()
@@ -104,3 +112,78 @@ def test_boxes_of_a_reduced_decode_are_in_full_scan_pixels():
     best_full = max(full.detections, key=lambda d: d.score).box
     best_half = max(half.detections, key=lambda d: d.score).box
     assert np.abs(np.array(best_full) - np.array(best_half)).max() < 24  # same item, same place (in 640x480 pixels)
+
+
+def _scan_jpeg(**params: int) -> bytes:
+    """A real scan from the samples, JPEG-encoded by OpenCV (``params``: cv2.IMWRITE_* flags)."""
+    image = cv2.imread(str(SAMPLES / "images" / "scan_300000005.png"))
+    ok, buf = cv2.imencode(".jpg", image, [v for kv in params.items() for v in (getattr(cv2, kv[0]), kv[1])])
+    assert ok
+    return buf.tobytes()
+
+
+def _with_exif_thumbnail(jpeg: bytes) -> bytes:
+    """``jpeg`` with an APP1 EXIF segment (orientation 1) that carries a whole JPEG thumbnail, EOI included."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    ok, thumb = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    payload = exif.tobytes() + thumb.tobytes()
+    assert ok and payload.startswith(b"Exif") and b"\xff\xd9" in payload
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9, -2])
+@pytest.mark.parametrize("exif", [False, True])
+def test_truncated_jpeg_is_refused_not_decoded_part_grey(cut, exif, monkeypatch):
+    data = _scan_jpeg(IMWRITE_JPEG_QUALITY=92)
+    data = _with_exif_thumbnail(data) if exif else data  # the thumbnail's EOI must not count as the image's
+    n = len(data) + cut if cut < 0 else int(len(data) * cut)  # -2 drops exactly the EOI marker
+    for reduce_to in (None, 100):  # both the full and the DCT-reduced decode
+        with pytest.raises(ImageReadError, match="truncated"):
+            decode_scan(data[:n], "cut.jpg", reduce_to=reduce_to)
+    # OpenCV 4.x only warns and fills the rest grey (5.x gives up): the reader must refuse before decoding.
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: np.full((480, 640, 3), 128, np.uint8))
+    with pytest.raises(ImageReadError, match="truncated \\(no end-of-image marker"):
+        decode_scan(data[:n], "cut.jpg")
+
+
+@pytest.mark.parametrize("variant", ["baseline", "progressive", "exif", "trailing bytes"])
+def test_whole_jpegs_still_load(variant):
+    plain = decode_image(_scan_jpeg(IMWRITE_JPEG_QUALITY=92))
+    data = {"baseline": lambda: _scan_jpeg(IMWRITE_JPEG_QUALITY=92),
+            "progressive": lambda: _scan_jpeg(IMWRITE_JPEG_QUALITY=92, IMWRITE_JPEG_PROGRESSIVE=1),
+            "exif": lambda: _with_exif_thumbnail(_scan_jpeg(IMWRITE_JPEG_QUALITY=92)),
+            "trailing bytes": lambda: _scan_jpeg(IMWRITE_JPEG_QUALITY=92) + b"\0junk\xff\xd8 after EOI" * 10}[variant]()
+    img = decode_image(data, variant)
+    assert img.shape == plain.shape == (480, 640, 3)
+    assert np.abs(img.astype(int) - plain.astype(int)).mean() < 2  # progressive: same image, other rounding
+
+
+@pytest.mark.parametrize("bits", [10, 12, 14, 16])
+def test_every_16_bit_value_maps_to_its_detector_depth(bits):
+    full = 2**bits - 1
+    ramp = np.arange(full + 1, dtype=np.uint16).reshape(-1, 2**(bits // 2))  # 0 .. full: the depth is inferred
+    expected = np.round(ramp.astype(np.float64) * 255 / full).astype(np.uint8)
+    assert np.array_equal(to_bgr8(ramp)[..., 1], expected)
+    bgra = np.dstack([ramp, ramp, ramp, np.full_like(ramp, 65535)])  # an opaque alpha does not make it 16-bit
+    assert np.array_equal(to_bgr8(bgra)[..., 2], expected)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tiff"])
+def test_12_bit_scan_in_a_16_bit_file_is_not_black(tmp_path, suffix):
+    ramp12 = (np.linspace(0, 4095, 200 * 300) + 0.5).astype(np.uint16).reshape(200, 300)
+    assert cv2.imwrite(str(tmp_path / f"r12{suffix}"), ramp12)
+    as_8_bit = np.round(ramp12 * (255 / 4095))
+    assert np.abs(read_image(tmp_path / f"r12{suffix}")[..., 0] - as_8_bit).max() <= 1
+    ramp16 = ramp12 * np.uint16(16) + np.uint16(15)  # reaches 65535: a true 16-bit image reads as before
+    assert cv2.imwrite(str(tmp_path / f"r16{suffix}"), ramp16)
+    before = cv2.convertScaleAbs(ramp16, alpha=255.0 / 65535.0)
+    assert np.array_equal(read_image(tmp_path / f"r16{suffix}")[..., 0], before)
+
+
+def test_dicom_keeps_its_bits_stored(tmp_path):
+    px = np.full((8, 8), 4095, np.uint16)  # 12-bit values, but the file says 16 bits are stored
+    _write_dicos(tmp_path / "s16.dcs", px, bits=16)
+    assert read_image(tmp_path / "s16.dcs")[0, 0, 0] == round(4095 * 255 / 65535)

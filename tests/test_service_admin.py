@@ -162,3 +162,44 @@ def test_database_sessions_are_timezone_aware(tmp_path: Path) -> None:
         assert accounts.get_user(db, "tz-check").created_at.tzinfo is not None
         assert u.username == "tz-check"
     engine.dispose()
+
+
+def test_concurrent_audit_appends_on_sqlite_take_consecutive_lines(tmp_path: Path) -> None:
+    """Threads appending at once (some after only reading, some after writing) each get their own line."""
+    from armscan.serve.service import audit
+    from armscan.serve.service.db import upgrade
+    from armscan.serve.service.tables import AuditEntry
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    threads, per_thread = 6, 8
+    start, errors = threading.Barrier(threads), list[BaseException]()
+
+    def worker(k: int) -> None:
+        start.wait()
+        try:
+            for i in range(per_thread):
+                with sessions() as db:
+                    if k % 2:  # a write first: this session holds the write lock before it appends
+                        db.execute(text("UPDATE audit_head SET hash = hash WHERE id = 1"))
+                    else:  # only a read first, as a request's authentication does
+                        db.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+                    audit.append(db, f"t{k}", "test.concurrent", str(i))
+                    time.sleep(0.005)  # hold the line uncommitted a moment, as a request does
+                    db.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors
+    with sessions() as db:
+        seqs = [e.seq for e in db.query(AuditEntry).order_by(AuditEntry.seq)]
+        report = audit.verify(db)
+    assert seqs == list(range(1, threads * per_thread + 1))
+    assert report.ok and report.entries == threads * per_thread, report.problems
+    engine.dispose()

@@ -130,6 +130,26 @@ def test_oversized_and_malformed_requests(svc: Service, officer: str) -> None:
     assert c.get("/v1/scans?limit=100000", headers=h).status_code == 422
 
 
+def test_an_oversized_chunked_upload_gets_413(svc: Service, officer: str) -> None:
+    """No Content-Length (Transfer-Encoding: chunked): the cap trips while the form is read, and still answers 413."""
+    boundary = "armscan-test-boundary"
+
+    def body() -> Iterator[bytes]:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+               "Content-Type: image/png\r\n\r\n").encode()
+        for _ in range(5 * 4):  # 5 MiB in 256 KiB pieces, over the 2 MiB limit and the 1 MiB room for the form
+            yield b"\0" * (1 << 18)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {**svc.as_(officer), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    r = svc.client.post("/v1/scans", content=body(), headers=headers)
+    assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
+    assert r.status_code == 413 and "MiB limit" in r.json()["detail"], r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    metrics = svc.client.get("/metrics", headers=svc.as_(officer)).text
+    assert 'armscan_http_requests_total{method="POST",route="/v1/scans",status="413"}' in metrics
+
+
 def test_feedback_is_validated_stored_and_listed(svc: Service, officer: str) -> None:
     c, h = svc.client, svc.as_(officer)
     scan = svc.upload(officer, sample())

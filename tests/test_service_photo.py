@@ -214,6 +214,17 @@ def test_a_large_jpeg_is_decoded_reduced_but_answered_in_its_own_pixels(svc: Ser
     assert done.result.overall_length.mm == pytest.approx(small.overall_length.mm, rel=0.03)
 
 
+@pytest.mark.parametrize("shape", [(3, 4000), (4000, 3)])
+def test_a_very_long_thin_photo_is_answered(svc: Service, officer: str, shape: tuple[int, int]) -> None:
+    """Scaled for the card search, its short side would round to 0 pixels (OpenCV refuses that)."""
+    image = np.random.default_rng(0).integers(0, 255, (*shape, 3), np.uint8)
+    loaded = svc.ctx.models.photo_models[svc.ctx.models.photo_default or ""]
+    done = classify_bytes(loaded, encode(image, ".png"), "thin.png", 40_000_000, 320)
+    assert (done.result.height, done.result.width) == shape and done.result.length_note
+    scan = svc.upload_photo(officer, encode(image, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 90), "thin.jpg")
+    assert (scan["height"], scan["width"]) == shape and scan["kind"] == "photo"
+
+
 def test_bad_kind_and_wrong_model_are_422(svc: Service, officer: str) -> None:
     c, h = svc.client, svc.as_(officer)
     photo = {"file": ("p.jpg", _jpeg(render_photo(1)), "image/jpeg")}
@@ -325,10 +336,10 @@ def test_metrics_count_photos_by_answer_and_band(svc: Service, officer: str) -> 
 
 @pytest.fixture(scope="module")
 def xray_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The default models folder (the bundled one) while it holds no photo model."""
-    if (BUNDLED_MODELS / "armscan-photo.onnx").exists():
-        pytest.skip("the bundled photo model exists; the X-ray-only case needs a folder without one")
-    yield from start_service("sqlite", tmp_path_factory.mktemp("xray-only"))
+    """A models folder holding only the bundled detector (no photo model)."""
+    models = tmp_path_factory.mktemp("xray-only-models")
+    shutil.copy(DETECTOR, models / DETECTOR.name)
+    yield from start_service("sqlite", tmp_path_factory.mktemp("xray-only"), models_dir=models)
 
 
 def test_without_a_photo_model_photos_get_409_and_xray_works(xray_only: Service) -> None:

@@ -46,7 +46,9 @@ from armscan.datasets.readers import (
     ImageReadError,
     _partner,
     decode_dicom,
+    detector_bits,
     find_images,
+    jpeg_is_truncated,
     probe_image,
 )
 from armscan.datasets.synth.scene import Placement, occlusion, place
@@ -138,6 +140,8 @@ def _decode(p: Path) -> np.ndarray:
             return decode_dicom(data, str(p))
     except ImageReadError as exc:
         raise BackgroundError(exc.path, exc.reason) from exc
+    if info.format == "jpeg" and jpeg_is_truncated(data):
+        raise BackgroundError(str(p), "the JPEG data is truncated (no end-of-image marker after the scan data)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
         raise BackgroundError(str(p), f"the {info.format.upper()} data is truncated or corrupt")
@@ -167,7 +171,9 @@ def load_background(path: str | Path, air_threshold: float = 0.9) -> Background:
         linear = img.dtype == np.uint16 and img.ndim == 2
         grey = img.ndim == 2 or int(np.abs(np.diff(img.astype(np.int32), axis=2)).max()) <= 2
         v = (img if img.ndim == 2 else img.max(axis=2)).astype(np.float32)  # brightness: air is full scale
-        v *= np.float32(1.0 / np.iinfo(img.dtype).max)
+        # Air is full scale: a 16-bit file's at its detector's depth (12-bit data would read as a dense bag).
+        full = 2 ** detector_bits(img.reshape(*img.shape[:2], -1)) - 1 if img.dtype == np.uint16 else 255
+        v *= np.float32(1.0 / full)
         t = v if linear else np.power(v, np.float32(1.0 / _DISPLAY_GAMMA))
         t = np.clip(t, np.float32(1.0 / 65535), np.float32(1.0))
         bg = Background(str(p), np.dstack([t, t]), pixels=img, linear=linear, grey=grey)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from armscan.serve.service.tables import AuditEntry, AuditHead
@@ -30,6 +30,8 @@ def _digest(seq: int, at: str, actor: str, action: str, target: str, model: str,
 def append(db: Session, actor: str, action: str, target: str = "", model: str = "",
            details: dict[str, Any] | None = None) -> AuditEntry:
     """Add one line in the caller's transaction (committed with it). Hold no other audit line open."""
+    if db.get_bind().dialect.name == "sqlite":
+        _lock_sqlite_head(db)
     with _lock:
         head = db.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
         seq = head.seq + 1
@@ -42,6 +44,18 @@ def append(db: Session, actor: str, action: str, target: str = "", model: str = 
         head.seq, head.hash = seq, h
         db.flush()
         return entry
+
+
+def _lock_sqlite_head(db: Session) -> None:
+    """Take SQLite's write lock before the head is read: SQLite ignores FOR UPDATE, and pysqlite opens a
+    transaction only at the first write, so two appenders could read the same head and take the same number.
+
+    A no-op write to the head row waits (up to the busy timeout) for any other writer to commit, and then holds
+    the lock until this transaction ends. It comes before ``_lock``, so that a thread that already holds the
+    write lock never waits on ``_lock`` for a thread that waits on the write lock.
+    """
+    db.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq)
+               .execution_options(synchronize_session=False))
 
 
 @dataclass

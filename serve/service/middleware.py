@@ -43,19 +43,27 @@ class ServiceMiddleware:
             await self._too_large(send)
             self._record(scope, 413, t0)
             return
-        seen = 0
+        seen, refused = 0, False
 
         async def capped_receive() -> Message:
-            nonlocal seen
+            # Chunked bodies have no Content-Length, so the cap trips while the app reads the body: inside
+            # FastAPI's form parsing, which would turn any error into a 400. So answer 413 here, at once,
+            # and drop whatever the app then sends about the body it could not read.
+            nonlocal seen, refused, status
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_body:
+                    if not started and not refused:
+                        refused, status = True, 413
+                        await self._too_large(send)
                     raise _TooLarge
             return msg
 
         async def send_with_headers(msg: Message) -> None:
             nonlocal status, started
+            if refused:
+                return
             if msg["type"] == "http.response.start":
                 status, started = msg["status"], True
                 msg["headers"] = list(msg.get("headers", [])) + _HEADERS
@@ -66,9 +74,7 @@ class ServiceMiddleware:
         try:
             await self.app(scope, capped_receive, send_with_headers)
         except _TooLarge:
-            if not started:
-                status = 413
-                await self._too_large(send)
+            pass  # the 413 went out from capped_receive (or the app had already begun answering)
         finally:
             self._record(scope, status, t0)
 
