@@ -121,8 +121,14 @@ def main() -> None:
     for name, preds, extra in variants:
         m = coco_map(records, preds, md.classes)
         pd = ScoreTable.build(records, preds, md.classes, alarm).rows()["any_threat"]
-        print(f"{name:28s} {m['mAP50']:6.3f} {m['mAP']:6.3f} {m['AP50_per_class']['firearm'] or 0:8.3f} "
-              f"{pd['pd@far0.01']:6.3f} {pd['pd@far0.02']:6.3f} {extra:9.1f}")
+        cells = [_f(m["mAP50"], 6), _f(m["mAP"], 6), _f(m["AP50_per_class"].get("firearm"), 8),
+                 _f(pd["pd@far0.01"], 6), _f(pd["pd@far0.02"], 6)]
+        print(f"{name:28s} {' '.join(cells)} {extra:9.1f}")
+
+
+def _f(value: float | None, width: int) -> str:
+    """A figure to 3 decimals, or a dash where it is undefined (no threat boxes; no clean scans for a FAR)."""
+    return f"{value:{width}.3f}" if value is not None else f"{'-':>{width}s}"
 
 
 if __name__ == "__main__":

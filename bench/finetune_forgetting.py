@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def _score(model: Path, test: Path, old: Path, out: Path) -> dict[str, float]:
     for name, data in (("site", test), ("old", old)):
         _ok(["eval", "--model", str(model), "--data", str(data), "--out", str(out / f"{name}.json")])
         m = json.loads((out / f"{name}.json").read_text())
-        row[f"{name}_mAP50"], row[f"{name}_pd"] = float(m["mAP50"]), float(m["pd"]["any_threat"]["pd@far0.01"])
+        pd = m["pd"]["any_threat"]["pd@far0.01"]  # None (undefined) on a suite without clean scans
+        row[f"{name}_mAP50"] = float(m["mAP50"]) if m["mAP50"] is not None else math.nan
+        row[f"{name}_pd"] = float(pd) if pd is not None else math.nan
     return row
 
 

@@ -4,15 +4,17 @@
     armscan data split runs/data/sixray --out runs/data/sixray-splits --by group
 
 Checks: images that cannot be decoded or whose size differs from the annotation; boxes out of the
-image or degenerate; labels outside the taxonomy; exact duplicates (SHA-256 of the file) and near
-duplicates (64-bit difference hash of the image, Hamming distance <= ``NEAR``); and, across several
-folders given as splits, images or groups (a parcel's views, a GDXray series) that appear in more than one.
+image or degenerate; labels outside the taxonomy and boxes of undefined categories; exact duplicates
+(SHA-256 of the file) and near duplicates (64-bit difference hash of the image, Hamming distance <= ``NEAR``);
+and, across several folders given as splits, images or groups (a parcel's views, a GDXray series) that appear
+in more than one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +64,17 @@ def dhash(image: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def _unknown_labels(folder: Path) -> Counter[str]:
+def _label_findings(folder: Path) -> list[Finding]:
+    """Boxes whose category ``annotations.json`` does not define, and labels outside the taxonomy (by name)."""
     data = json.loads((folder / ANNOTATIONS).read_text())
     names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
-    used = Counter(names[int(a["category_id"])] for a in data["annotations"])
-    return Counter({n: k for n, k in used.items() if n not in CLASSES and map_external_label(n) is None})
+    found = [Finding(folder.name, f"annotation {a.get('id')}", f"undefined category: category_id {a['category_id']} "
+                     f"is not in the file's categories (defined: {sorted(names)})")
+             for a in data["annotations"] if int(a["category_id"]) not in names]
+    used = Counter(names[int(a["category_id"])] for a in data["annotations"] if int(a["category_id"]) in names)
+    found += [Finding(folder.name, label, f"unknown label: {n} box(es) labelled {label!r} are not in the taxonomy")
+              for label, n in used.items() if label not in CLASSES and map_external_label(label) is None]
+    return found
 
 
 def _near_pairs(hashes: list[tuple[str, int]]) -> list[tuple[str, str, int]]:
@@ -98,9 +106,9 @@ def check(folders: list[Path]) -> CheckReport:
     groups: dict[str, set[str]] = defaultdict(set)
     for folder in folders:
         name = folder.name
-        for label, n in _unknown_labels(folder).items():
-            rep.findings.append(Finding(name, label, f"unknown label: {n} box(es) labelled {label!r} are not in the taxonomy"))
-        for rec in read_coco(folder):
+        records = read_coco(folder, skip_unknown=True)  # a file it cannot read at all is an error; its labels are findings
+        rep.findings += _label_findings(folder)
+        for rec in records:
             item = f"{name}/{rec.file.name}"
             _count(rep, rec)
             try:
@@ -115,7 +123,9 @@ def check(folders: list[Path]) -> CheckReport:
                                                         f"{rec.width}x{rec.height}"))
             for b in rec.boxes:
                 x, y, bw, bh = b["bbox"]
-                if bw < MIN_SIDE or bh < MIN_SIDE:
+                if not all(math.isfinite(float(v)) for v in b["bbox"]):
+                    rep.findings.append(Finding(name, item, f"box with non-finite coordinates: {b['cls']} {b['bbox']}"))
+                elif bw < MIN_SIDE or bh < MIN_SIDE:
                     rep.findings.append(Finding(name, item, f"degenerate box: {b['cls']} {b['bbox']}"))
                 elif x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:
                     rep.findings.append(Finding(name, item, f"box out of the image: {b['cls']} {b['bbox']} in {w}x{h}"))

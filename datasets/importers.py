@@ -10,7 +10,8 @@ Formats (``FORMATS``):
   ``ground_truth.txt`` of rows ``index x1 x2 y1 y2``; the series name is the label to map;
 - ``imagefolder``: ``ROOT/<label>/*.jpg``, image-level labels only (no boxes);
 - ``feedback``: the JSON lines of the service's ``GET /v1/feedback/export``: confirmed detections
-  (with any corrected class) and missed boxes become boxes, rejected ones are dropped.
+  (with any corrected class) and missed boxes become boxes, rejected ones are dropped. A scan's rows merge in
+  order: the last verdict on a detection wins, missed boxes add up, and a comment alone changes nothing.
 
 With ``photos`` (``armscan data import imagefolder DIR --photos``), the images are seizure photos: each
 label maps to one photo class (a firearm family, ``part_only`` or ``no_firearm``; see
@@ -23,13 +24,19 @@ Labels map through a small YAML (or JSON) file the user can edit: ``label: class
 the file fall back to the taxonomy's map of common names (gun, pistol, bullet, ...); any other label
 is counted as unknown and skipped (``--strict`` refuses). Images are copied (or hard-linked) into
 ``OUT/images`` under a name that starts with their SHA-256, and each image keeps its source path,
-hash and group (parcel, series or folder) in its ``armscan`` metadata for splitting and leakage checks.
+hash and group in its ``armscan`` metadata for splitting and leakage checks. The group is a real one where
+the format has it (a GDXray series, a VOC parcel ``<parcel>_<view>``, the scan of a feedback row, a COCO
+image's ``group``); otherwise each image is its own group (its SHA-256), so ``armscan data split --by group``
+spreads an import over the splits. Sizes are those of the upright image (after EXIF orientation), as the
+readers and the service see it. Images that cannot be read are skipped, and so are boxes that are not finite
+or have no area (``skipped_images``, ``skipped_boxes``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -42,11 +49,12 @@ from typing import Any
 import yaml
 
 from armscan.datasets.coco import Record, write_coco
-from armscan.datasets.readers import IMAGE_SUFFIXES, ImageReadError, probe_image
+from armscan.datasets.readers import IMAGE_SUFFIXES, ImageInfo, ImageReadError, _exif_orientation, probe_image
 from armscan.datasets.taxonomy import BUILDS, CLASSES, PHOTO_CLASSES, UNKNOWN, map_external_label, validate_attributes
 
 FORMATS = ("coco", "pidray", "voc", "yolo", "gdxray", "imagefolder", "feedback")
 _BENIGN = object()
+_ENTRY_KEYS = ("class", "type", "build", "photo")
 
 
 class DatasetImportError(ValueError):
@@ -75,20 +83,18 @@ class Mapping:
             if target is None:
                 table[_key(str(label))] = None
                 continue
-            entry = {"class": target} if isinstance(target, str) else dict(target)
-            entry.setdefault("type", UNKNOWN)
-            entry.setdefault("build", UNKNOWN)
             try:
+                entry = _entry(target)
                 if "photo" in entry:  # a seizure-photo label
                     if entry["photo"] not in PHOTO_CLASSES:
                         raise ValueError(f"unknown photo class {entry['photo']!r}; valid: {', '.join(PHOTO_CLASSES)}")
                     if entry["build"] not in (*BUILDS, UNKNOWN):
                         raise ValueError(f"unknown build {entry['build']!r}; valid: {', '.join(BUILDS)}, unknown")
-                else:
-                    validate_attributes(str(entry["class"]), str(entry["type"]), str(entry["build"]))
+                if "class" in entry:
+                    validate_attributes(entry["class"], entry["type"], entry["build"])
             except (ValueError, KeyError) as exc:
                 raise DatasetImportError(f"{path}: label {label!r}: {exc}") from exc
-            table[_key(str(label))] = {k: str(v) for k, v in entry.items()}
+            table[_key(str(label))] = entry
         return cls(table)
 
     def resolve(self, label: str) -> dict[str, str] | object | None:
@@ -100,6 +106,24 @@ class Mapping:
             return {"class": label, "type": UNKNOWN, "build": UNKNOWN}
         mapped = map_external_label(label)
         return None if mapped is None else {"class": mapped[0], "type": mapped[1], "build": UNKNOWN}
+
+
+def _entry(target: object) -> dict[str, str]:
+    """A mapping file's value as ``{class, type, build[, photo]}``; ValueError says what is allowed."""
+    allowed = "a class name, null (benign) or {class: ..., type: ..., build: ...} (or photo: ... for seizure photos)"
+    if isinstance(target, str):
+        return {"class": target, "type": UNKNOWN, "build": UNKNOWN}
+    if not isinstance(target, dict):
+        raise ValueError(f"expected {allowed}, got a {type(target).__name__} ({target!r})")
+    extra = sorted(str(k) for k in target if k not in _ENTRY_KEYS)
+    if extra:
+        raise ValueError(f"unknown keys {extra}; the keys are {', '.join(_ENTRY_KEYS)}")
+    if "class" not in target and "photo" not in target:
+        raise ValueError(f"needs 'class' (or 'photo'); expected {allowed}")
+    bad = {k: v for k, v in target.items() if not isinstance(v, str)}
+    if bad:
+        raise ValueError(f"values must be names, got {bad}")
+    return {"type": UNKNOWN, "build": UNKNOWN, **target}
 
 
 def photo_label(mapping: Mapping, label: str) -> tuple[str, str] | None:
@@ -121,7 +145,9 @@ class Source:
 
     path: Path
     labels: list[tuple[str, list[float] | None, dict[str, str]]]  # (label, bbox or None, attribute overrides)
-    group: str
+    group: str | None = None  # a parcel or series; None: the image is its own group (its SHA-256)
+    normalized: bool = False  # boxes are fractions of the upright image's size (YOLO)
+    problems: list[str] = field(default_factory=list)  # boxes the reader could not parse, for the report
 
 
 @dataclass
@@ -131,6 +157,7 @@ class ImportReport:
     images: int = 0
     boxes: int = 0
     skipped_images: list[str] = field(default_factory=list)
+    skipped_boxes: list[str] = field(default_factory=list)  # "path: what was wrong" for boxes left out
     unknown_labels: Counter[str] = field(default_factory=Counter)
     benign_labels: Counter[str] = field(default_factory=Counter)
 
@@ -156,7 +183,8 @@ def _coco(src: Path) -> Iterator[Source]:
     for im in data["images"]:
         f = Path(im["file_name"])
         path = next((p for p in (root / f, root / "images" / f, root.parent / "images" / f.name) if p.is_file()), root / f)
-        yield Source(path, by_image.get(int(im["id"]), []), str(im.get("group", path.parent.name)))
+        group = im.get("group") or (im.get("armscan") or {}).get("group")  # plain COCO has none
+        yield Source(path, by_image.get(int(im["id"]), []), str(group) if group else None)
 
 
 def _voc(src: Path) -> Iterator[Source]:
@@ -182,30 +210,47 @@ def _voc(src: Path) -> Iterator[Source]:
         yield Source(path, labels, xml.stem.split("_")[0])
 
 
-def _yolo(src: Path) -> Iterator[Source]:
-    names: list[str] = []
+def _yolo_names(src: Path) -> dict[int, str]:
+    """Class index -> name from ``classes.txt`` (one per line) or ``data.yaml``'s ``names`` (a list, or a dict by index)."""
     if (src / "classes.txt").is_file():
-        names = [n.strip() for n in (src / "classes.txt").read_text().splitlines() if n.strip()]
-    elif (src / "data.yaml").is_file():
-        raw = yaml.safe_load((src / "data.yaml").read_text()).get("names", [])
-        names = [raw[k] for k in sorted(raw)] if isinstance(raw, dict) else list(raw)
+        return dict(enumerate(n.strip() for n in (src / "classes.txt").read_text().splitlines() if n.strip()))
+    f = src / "data.yaml"
+    if not f.is_file():
+        return {}
+    raw = yaml.safe_load(f.read_text())
+    if not isinstance(raw, dict):
+        raise DatasetImportError(f"{f}: expected a YAML mapping with 'names' (a list, or index: name), "
+                                 f"got {type(raw).__name__ if raw is not None else 'an empty file'}")
+    names = raw.get("names") or {}
+    if isinstance(names, list):
+        return {k: str(n) for k, n in enumerate(names)}
+    if not isinstance(names, dict) or not all(isinstance(k, int) for k in names):
+        raise DatasetImportError(f"{f}: 'names' must be a list or a mapping of class index to name, got {names!r}")
+    return {int(k): str(n) for k, n in names.items()}
+
+
+def _yolo(src: Path) -> Iterator[Source]:
+    names = _yolo_names(src)
     if not names:
         raise DatasetImportError(f"{src}: a YOLO folder needs classes.txt or data.yaml with 'names'")
     for img in _images_in(src / "images"):
-        info = probe_image(img.read_bytes(), str(img))
         lab = src / "labels" / img.relative_to(src / "images").with_suffix(".txt")
         labels: list[tuple[str, list[float] | None, dict[str, str]]] = []
-        for line in lab.read_text().splitlines() if lab.is_file() else []:
+        problems = []
+        for n, line in enumerate(lab.read_text().splitlines() if lab.is_file() else [], start=1):
             parts = line.split()
-            if len(parts) < 5:
+            if not parts:
                 continue
-            k, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
-            if not 0 <= k < len(names):
+            try:
+                k, cx, cy, w, h = int(parts[0]), *(float(v) for v in parts[1:5])
+            except ValueError:  # too few numbers, or not numbers
+                problems.append(f"{lab}:{n}: not 'class cx cy w h' ({line.strip()!r})")
+                continue
+            if k not in names:
                 labels.append((f"<class index {k}>", None, {}))
-                continue
-            labels.append((names[k], [(cx - w / 2) * info.width, (cy - h / 2) * info.height, w * info.width,
-                                      h * info.height], {}))
-        yield Source(img, labels, img.parent.name)
+            else:
+                labels.append((names[k], [cx - w / 2, cy - h / 2, w, h], {}))
+        yield Source(img, labels, normalized=True, problems=problems)
 
 
 def _gdxray(src: Path) -> Iterator[Source]:
@@ -227,33 +272,48 @@ def _gdxray(src: Path) -> Iterator[Source]:
 def _imagefolder(src: Path) -> Iterator[Source]:
     for d in (d for d in sorted(src.iterdir()) if d.is_dir()):
         for img in _images_in(d):
-            yield Source(img, [(d.name, None, {})], d.name)
+            yield Source(img, [(d.name, None, {})])  # a folder is a label, not a group
+
+
+@dataclass
+class _ScanFeedback:
+    """Every feedback row of one scan, merged in order."""
+
+    row: dict[str, Any]  # the latest row: the scan and its result
+    verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)  # detection index -> its latest verdict
+    missed: dict[tuple[str, tuple[float, ...]], dict[str, Any]] = field(default_factory=dict)  # (cls, box) -> box
 
 
 def _feedback(src: Path) -> Iterator[Source]:
-    latest: dict[str, dict[str, Any]] = {}
+    scans: dict[str, _ScanFeedback] = {}
     for line in src.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
             if row.get("kind", "xray") != "xray":
                 continue  # seizure-photo feedback (family, not boxes) is not X-ray training data
-            latest[row["scan"]["id"]] = row  # rows come in feedback order: the last word wins
-    for row in latest.values():
-        path = row["scan"].get("image_path")
+            # rows come in feedback order; a later row adds to the earlier ones (a comment alone changes nothing)
+            merged = scans.setdefault(row["scan"]["id"], _ScanFeedback(row))
+            merged.row = row
+            for v in row["feedback"].get("detections", []):
+                merged.verdicts[int(v["index"])] = v  # the last verdict on a box wins
+            for m in row["feedback"].get("missed", []):
+                merged.missed[(m["cls"], tuple(m["box"]))] = m  # the same box twice is one box
+    for merged in scans.values():
+        path = merged.row["scan"].get("image_path")
         if not path:
             continue  # retention kept only a thumbnail
-        dets, fb = row["result"]["detections"], row["feedback"]
+        dets = merged.row["result"]["detections"]
         labels: list[tuple[str, list[float] | None, dict[str, str]]] = []
-        for v in fb.get("detections", []):
-            if v["verdict"] == "confirmed" and v["index"] < len(dets):
-                d = dets[v["index"]]
+        for i, v in sorted(merged.verdicts.items()):
+            if v["verdict"] == "confirmed" and i < len(dets):
+                d = dets[i]
                 x0, y0, x1, y1 = d["box"]
                 attrs = {"build": d.get("build", UNKNOWN)} | ({"type": d["type"]} if d.get("type") else {})
                 labels.append((v.get("cls") or d["cls"], [x0, y0, x1 - x0, y1 - y0], attrs))
-        for m in fb.get("missed", []):
+        for m in merged.missed.values():
             x0, y0, x1, y1 = m["box"]
             labels.append((m["cls"], [x0, y0, x1 - x0, y1 - y0], {"build": m.get("build") or UNKNOWN}))
-        yield Source(Path(path), labels, row["scan"]["id"])
+        yield Source(Path(path), labels, merged.row["scan"]["id"])
 
 
 _READERS = {"coco": _coco, "pidray": _coco, "voc": _voc, "yolo": _yolo, "gdxray": _gdxray,
@@ -272,6 +332,23 @@ def _place(path: Path, images: Path, data: bytes, link: bool) -> tuple[Path, str
         else:
             shutil.copyfile(path, dest)
     return dest, digest
+
+
+def _upright(data: bytes, info: ImageInfo) -> tuple[int, int]:
+    """Width and height as the readers decode the image: OpenCV turns JPEG and PNG by their EXIF orientation
+    (Pillow's header size of a TIFF is already turned)."""
+    if info.format in ("jpeg", "png") and _exif_orientation(data) in (5, 6, 7, 8):
+        return info.height, info.width
+    return info.width, info.height
+
+
+def _bad_box(bbox: list[float]) -> str | None:
+    """Why an ``[x, y, w, h]`` box cannot be used (None if it can)."""
+    if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+        return "not four finite numbers"
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        return "no area (its right or bottom edge is not past its left or top one)"
+    return None
 
 
 def import_dataset(fmt: str, src: Path, out: Path, mapping: Mapping, link: bool = False,
@@ -296,24 +373,31 @@ def import_dataset(fmt: str, src: Path, out: Path, mapping: Mapping, link: bool 
     for s in sources:
         try:
             data = s.path.read_bytes()
-            info = probe_image(data, str(s.path))
+            width, height = _upright(data, probe_image(data, str(s.path)))
         except (OSError, ImageReadError) as exc:
             report.skipped_images.append(f"{s.path}: {getattr(exc, 'reason', exc)}")
             continue
+        report.skipped_boxes += s.problems
         if photos:
             found = photo_label(mapping, s.labels[0][0]) if s.labels else None
             if found is None:
                 report.unknown_labels[s.labels[0][0] if s.labels else "<none>"] += 1
                 continue
             dest, digest = _place(s.path, images, data, link)
-            records.append(Record(dest.relative_to(out), info.width, info.height, [],
+            records.append(Record(dest.relative_to(out), width, height, [],
                                   {"kind": "photo", "label": found[0], "build": found[1], "reference": "none",
-                                   "source": str(s.path), "sha256": digest, "group": s.group, "format": fmt},
+                                   "source": str(s.path), "sha256": digest, "group": s.group or digest, "format": fmt},
                                   image_id=len(records) + 1))
             report.images += 1
             continue
         boxes, image_labels = [], []
         for label, bbox, attrs in s.labels:
+            if bbox is not None:
+                bbox = [v * (width if k % 2 == 0 else height) for k, v in enumerate(bbox)] if s.normalized else bbox
+                why = _bad_box(bbox)
+                if why:
+                    report.skipped_boxes.append(f"{s.path}: box {bbox} of {label!r}: {why}")
+                    continue
             target = mapping.resolve(label)
             if target is None:
                 report.unknown_labels[label] += 1
@@ -322,6 +406,10 @@ def import_dataset(fmt: str, src: Path, out: Path, mapping: Mapping, link: bool 
                 report.benign_labels[label] += 1
                 continue
             assert isinstance(target, dict)
+            if "class" not in target:
+                raise DatasetImportError(f"mapping label {label!r} names only a seizure-photo class "
+                                         f"(photo: {target.get('photo')}); an X-ray import needs 'class: ...' "
+                                         "(import seizure photos with --photos)")
             cls = target["class"]
             typ = attrs.get("type", target["type"]) if cls == "firearm" else UNKNOWN
             build = attrs.get("build", target["build"])
@@ -331,8 +419,8 @@ def import_dataset(fmt: str, src: Path, out: Path, mapping: Mapping, link: bool 
             else:
                 boxes.append({"bbox": bbox, "cls": cls, "type": typ, "build": build})
         dest, digest = _place(s.path, images, data, link)
-        records.append(Record(dest.relative_to(out), info.width, info.height, boxes,
-                              {"source": str(s.path), "sha256": digest, "group": s.group, "format": fmt,
+        records.append(Record(dest.relative_to(out), width, height, boxes,
+                              {"source": str(s.path), "sha256": digest, "group": s.group or digest, "format": fmt,
                                **({"image_labels": sorted(set(image_labels))} if image_labels else {})},
                               image_id=len(records) + 1))
         report.images += 1

@@ -258,7 +258,7 @@ def decode_scan(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXE
         if small is None:
             raise ImageReadError(source, f"the {info.format.upper()} data is truncated or corrupt")
         w, h = info.width, info.height
-        if (small.shape[1] >= small.shape[0]) != (w >= h):  # EXIF orientation turned it by 90 degrees
+        if _turned(small.shape[:2], w, h, factor, data):  # EXIF orientation turned it by 90 degrees
             w, h = h, w
         return Decoded(to_bgr8(small, source), w, h)
     full = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
@@ -268,6 +268,35 @@ def decode_scan(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXE
         raise ImageReadError(source, f"{full.shape[1]}x{full.shape[0]} exceeds the {max_pixels} pixel limit")
     out = to_bgr8(full, source)
     return Decoded(out, out.shape[1], out.shape[0])
+
+
+def _turned(decoded: tuple[int, ...], width: int, height: int, factor: int, data: bytes) -> bool:
+    """Whether a JPEG of header size ``width`` x ``height``, decoded at 1/``factor`` to (rows, cols) ``decoded``,
+    was turned by 90 degrees (EXIF orientation 5-8).
+
+    libjpeg's scaled decode gives ceil(side / factor) on each side, so the decoded size tells upright from turned
+    unless both sides reduce to the same length (a near-square 3999x4000 at 1/8 is 500x500 either way); then
+    the EXIF orientation tag decides.
+    """
+    upright = (-(-height // factor), -(-width // factor))  # (rows, cols)
+    turned = (upright[1], upright[0])
+    if upright != turned and tuple(decoded) in (upright, turned):
+        return tuple(decoded) == turned
+    return _exif_orientation(data) in (5, 6, 7, 8)
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag of an image (1, upright, when it has none or it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                value = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block: OpenCV cannot have applied it either
+        return 1
+    return value if isinstance(value, int) else 1
 
 
 def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> NDArray[np.uint8]:

@@ -20,6 +20,22 @@ OUTPUT_NAMES: tuple[str, ...] = ("cls_logits", "box_reg", "centerness", "build_l
 _MAX_LOG_DIST = 6.0  # exp(6) * stride: far beyond any input size
 
 
+class ModelOutputError(RuntimeError):
+    """The model's input or outputs hold NaN or infinite values, or not the shape its metadata describes: no decision."""
+
+
+def check_finite(outputs: dict[str, NDArray[np.float32]]) -> None:
+    """Raise :class:`ModelOutputError` naming every output in :data:`OUTPUT_NAMES` that is not all finite.
+
+    A NaN logit fails every score comparison, so without this a broken model's outputs decode to no boxes:
+    a confident "clear" instead of an error.
+    """
+    bad = [n for n in OUTPUT_NAMES if n in outputs and not np.isfinite(outputs[n]).all()]
+    if bad:
+        raise ModelOutputError(f"the model's outputs {bad} hold NaN or infinite values; no decision can be made "
+                               "(a broken or wrongly exported model)")
+
+
 @dataclass
 class Decoded:
     """Detections of one image in model-input pixels, sorted by score."""
@@ -76,8 +92,9 @@ def decode(outputs: dict[str, NDArray[np.float32]], stride: int, score_threshold
     ``score_threshold`` and NMS work on that score; the kept boxes' scores are then scaled by
     :func:`apply_temperature`, so the temperature changes the scores but never which boxes come out.
     NMS is per class (OpenCV's batched NMS), or across classes when ``class_agnostic`` (one box per
-    item: the best-scoring class wins).
+    item: the best-scoring class wins). Outputs with NaN or infinite values raise :class:`ModelOutputError`.
     """
+    check_finite(outputs)
     cls = outputs["cls_logits"]
     b, c, h, w = cls.shape
     centres = _grid_centres(h, w, stride)  # (HW, 2)

@@ -8,11 +8,17 @@ this, so a model file is all a deployment needs.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from armscan.inference.preprocess import PreprocessSpec
 
 METADATA_KEY = "armscan"
+
+#: A score threshold or rate: a finite number in [0, 1]. Scores lie in [0, 1]; a class that training never
+#: lowered from "off" is stored at 1.0 (it alarms only on a saturated score), so 1.0 is the top.
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class Thresholds(BaseModel):
@@ -24,17 +30,17 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    alarm: dict[str, float]
-    uncertain: dict[str, float] | None = None  # lower bound of the abstention band, per class
-    uncertain_far: float | None = None  # the parcel rate of uncertain-or-alarm on clean scans it was chosen for
-    nms_iou: float = 0.5
+    alarm: dict[str, Unit]
+    uncertain: dict[str, Unit] | None = None  # lower bound of the abstention band, per class
+    uncertain_far: Unit | None = None  # the parcel rate of uncertain-or-alarm on clean scans it was chosen for
+    nms_iou: Unit = 0.5
     nms_class_agnostic: bool = False  # True: one box per item, the best class wins
-    min_score: float = 0.05  # below this nothing is decoded (evaluation uses it for mAP)
+    min_score: Unit = 0.05  # below this nothing is decoded (evaluation uses it for mAP)
     # Temperature scaling of the detection score, fit on calibration scans: score = sigmoid(logit(score) / T).
     # Applied after min_score and NMS, so it changes the scores (alarm and uncertain are on the scaled
     # scores) but not which boxes are found or their ranking. 1.0 (and models without it): no scaling.
-    temperature: float = Field(1.0, gt=0.0)
-    target_far: float | None = None  # the parcel false-alarm rate the alarm thresholds were chosen for
+    temperature: float = Field(1.0, gt=0.0, allow_inf_nan=False)
+    target_far: Unit | None = None  # the parcel false-alarm rate the alarm thresholds were chosen for
     chosen_on: str = ""  # where the thresholds were chosen (dataset and seeds)
 
 
@@ -53,10 +59,25 @@ class ModelMetadata(BaseModel):
     type_classes: list[str] = Field(default_factory=lambda: ["firearm"])  # classes that carry a type
     flag_rules: dict[str, dict[str, list[str]]]
     preprocess: dict[str, Any]
-    stride: int
+    stride: int = Field(ge=1)
     input_name: str = "images"
     thresholds: Thresholds
     training: dict[str, Any] = Field(default_factory=dict)  # summary of data and recipe
+
+    @field_validator("classes", "builds", "types")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must name at least one (the model's output channels follow this list)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"names must be unique, got {v}")
+        return v
+
+    @field_validator("preprocess")
+    @classmethod
+    def _preprocess(cls, v: dict[str, Any]) -> dict[str, Any]:
+        PreprocessSpec.from_dict(v)  # ValueError naming the key and what is allowed
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ModelMetadata:

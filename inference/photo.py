@@ -237,6 +237,7 @@ class PhotoClassifier:
             raise ModelLoadError(f"{path}: an X-ray detector, not a photo model (for X-ray scans: --kind xray)")
         try:
             metadata = PhotoMetadata.model_validate(meta)
+            PreprocessSpec.from_dict(metadata.preprocess)  # checked here: bad preprocessing is a load error too
         except ValueError as exc:
             raise ModelLoadError(f"{path}: invalid armscan photo metadata ({exc})") from exc
         names = [o.name for o in session.get_outputs()]

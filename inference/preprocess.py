@@ -7,24 +7,55 @@ saw in training and what it sees in service are the same pixels.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+ChannelOrder = Literal["RGB", "BGR"]
+CHANNEL_ORDERS: tuple[str, ...] = get_args(ChannelOrder)
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """Letterbox to ``size`` x ``size`` (top-left aligned, padded with ``pad_value``), then normalise."""
+    """Letterbox to ``size`` x ``size`` (top-left aligned, padded with ``pad_value``), then normalise.
+
+    Checked on construction (ValueError naming the field): ``size`` >= 1, ``mean`` and ``std`` three finite
+    values each with every ``std`` > 0 (and small enough values that 0 and 255 normalise to finite float32),
+    ``pad_value`` in 0..255 and ``channel_order`` exactly "RGB" or "BGR" (the order the network takes).
+    """
 
     size: int = 320
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     pad_value: int = 255  # X-ray background: full transmission is white
-    channel_order: str = "RGB"
+    channel_order: ChannelOrder = "RGB"
+
+    def __post_init__(self) -> None:
+        size, pad_value = _integer(self.size, "size"), _integer(self.pad_value, "pad_value")
+        mean, std = _triple(self.mean, "mean"), _triple(self.std, "std")
+        if size < 1:
+            raise ValueError(f"preprocess size must be a positive integer, not {self.size!r}")
+        if min(std) <= 0:
+            raise ValueError(f"preprocess std must be > 0 for every channel, not {list(std)}")
+        levels = np.array([[0.0, 255.0]], np.float64)  # (1, 2): the extreme pixel levels
+        with np.errstate(over="ignore"):
+            x = ((levels - np.array(mean)[:, None] * 255.0) / (np.array(std)[:, None] * 255.0)).astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError(f"preprocess mean {list(mean)} and std {list(std)} normalise the pixel levels 0-255 "
+                             "beyond float32's range")
+        if not 0 <= pad_value <= 255:
+            raise ValueError(f"preprocess pad_value must be an integer in 0..255, not {self.pad_value!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"preprocess channel_order {self.channel_order!r} is not supported; use one of "
+                             f"{', '.join(CHANNEL_ORDERS)} (upper case)")
+        for name, value in (("size", size), ("pad_value", pad_value), ("mean", mean), ("std", std)):
+            object.__setattr__(self, name, value)  # the checked, plain-typed value (frozen dataclass)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored in the model metadata."""
@@ -32,17 +63,32 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
-        """Rebuild from metadata; unknown keys are an error."""
+        """Rebuild from metadata; unknown keys and invalid values (see the class) are a ValueError."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"Unknown preprocessing keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(
-            size=int(d.get("size", 320)),
-            mean=tuple(float(v) for v in d.get("mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in d.get("std", (0.25, 0.25, 0.25))),  # type: ignore[arg-type]
-            pad_value=int(d.get("pad_value", 255)),
-            channel_order=str(d.get("channel_order", "RGB")),
-        )
+        defaults = cls()
+        return cls(size=d.get("size", defaults.size), mean=d.get("mean", defaults.mean), std=d.get("std", defaults.std),
+                   pad_value=d.get("pad_value", defaults.pad_value),
+                   channel_order=d.get("channel_order", defaults.channel_order))
+
+
+def _integer(v: object, name: str) -> int:
+    """An integral number (``448``, ``np.int64(448)`` or ``448.0``) as an int; anything else is a ValueError."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
+        return int(float(v))
+    raise ValueError(f"preprocess {name} must be an integer, not {v!r}")
+
+
+def _triple(v: object, name: str) -> tuple[float, float, float]:
+    """Three finite per-channel numbers as floats; another length or kind is a ValueError."""
+    items = list(v) if isinstance(v, list | tuple | np.ndarray) else []
+    if len(items) != 3 or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+                                  for x in items):
+        raise ValueError(f"preprocess {name} must be 3 finite numbers (one per channel), not {v!r}")
+    return float(items[0]), float(items[1]), float(items[2])
 
 
 @dataclass(frozen=True)
@@ -88,9 +134,10 @@ def _normalise_formula(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArr
 
 
 @lru_cache(maxsize=8)
-def _tables(mean: tuple[float, ...], std: tuple[float, ...], channel_order: str) -> tuple[NDArray[np.float32], ...]:
+def _tables(mean: tuple[float, float, float], std: tuple[float, float, float],
+            channel_order: ChannelOrder) -> tuple[NDArray[np.float32], ...]:
     """Each output channel's (256,) float32 table: its value for every uint8 level of its source channel."""
-    spec = PreprocessSpec(mean=mean, std=std, channel_order=channel_order)  # type: ignore[arg-type]
+    spec = PreprocessSpec(mean=mean, std=std, channel_order=channel_order)
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3): level v in column v
     table = _normalise_formula(ramp, spec)[:, 0, :]  # (3, 256)
     return tuple(np.ascontiguousarray(t) for t in table)
@@ -105,7 +152,7 @@ def normalise(canvas: NDArray[np.uint8], spec: PreprocessSpec) -> NDArray[np.flo
     """
     if canvas.dtype != np.uint8:
         return _normalise_formula(canvas, spec)
-    tables = _tables(tuple(spec.mean), tuple(spec.std), spec.channel_order)
+    tables = _tables(spec.mean, spec.std, spec.channel_order)
     planes = cv2.split(canvas)
     src = (2, 1, 0) if spec.channel_order == "RGB" else (0, 1, 2)
     out = np.empty((3, *canvas.shape[:2]), np.float32)

@@ -17,19 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from armscan.serve.scan import DEFAULT_MODEL, scan_command
+from armscan.inference.engine import ModelLoadError
+from armscan.serve.scan import DEFAULT_MODEL, EXIT_CODES, scan_command
+
+#: What torch.load raises for a file that is not a checkpoint: random bytes (UnpicklingError), an empty or cut
+#: file (EOFError, OSError), a zip that is not torch's (RuntimeError from its stream reader, BadZipFile).
+_CHECKPOINT_ERRORS = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError)
+
+
+class CheckpointLoadError(ValueError):
+    """A training checkpoint (.pt) that cannot be read, or is not an armscan checkpoint."""
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="armscan", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("scan", help="screen X-ray scans, or classify seizure photos (--kind photo)")
+    s = sub.add_parser("scan", help="screen X-ray scans, or classify seizure photos (--kind photo)", epilog=EXIT_CODES)
     s.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     s.add_argument("--kind", choices=["xray", "photo"], default="xray",
                    help="xray: parcel and baggage scans (detector); photo: photos of seized weapons (family, build, "
@@ -145,7 +156,8 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 some inputs failed, 2 bad usage or fatal error, 3 batch crashed)."""
+    """Entry point; returns the exit code (0 ok, 1 some inputs failed, 2 bad usage, an unusable model or checkpoint,
+    or another fatal error, 3 batch or scan hit an unexpected error mid-run)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "scan":
@@ -178,10 +190,37 @@ def main(argv: list[str] | None = None) -> int:
         if exc.name in ("torch", "torchvision", "onnx", "onnxscript", "pycocotools", "tqdm", "yaml"):
             return _fail(f"'{args.command}' needs the training extra ({exc.name} is missing): pip install '.[train]'")
         raise
-    except (OSError, ValueError) as exc:
+    except ModelLoadError as exc:  # an .onnx that is missing, not a model, or not an armscan one; the message names it
+        return _fail(str(exc))
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as exc:  # a checkpoint the training code reads
+        given = _model_files(args)  # (those named on the command line are read by _load_checkpoint first)
+        return _fail(f"cannot read a model or checkpoint file ({type(exc).__name__}: {exc})"
+                     + (f"; given: {given}" if given else ""))
+    except (OSError, ValueError) as exc:  # CheckpointLoadError among them
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted; what was finished is kept (rerun the same batch or train command to resume)", 130)
+
+
+def _model_files(args: argparse.Namespace) -> str:
+    """The model and checkpoint files named on the command line, for an error message."""
+    names = [getattr(args, a, None) for a in ("model", "checkpoint", "init_from")] + list(getattr(args, "checkpoints", []))
+    return ", ".join(str(n) for n in names if n is not None)
+
+
+def _load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint read with torch, or :class:`CheckpointLoadError` naming the file and what is wrong."""
+    from armscan.training.checkpoint import load_checkpoint
+
+    if not Path(path).is_file():
+        raise CheckpointLoadError(f"checkpoint not found: {path}")
+    try:
+        ckpt = load_checkpoint(path)
+    except _CHECKPOINT_ERRORS as exc:
+        raise CheckpointLoadError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointLoadError(f"{path}: not an armscan training checkpoint (it holds a {type(ckpt).__name__})")
+    return ckpt
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -288,10 +327,16 @@ def _train_commands(args: argparse.Namespace) -> int:
         config = args.config
         try:
             if args.init_from is not None:
-                overrides["init_from"] = str(_resolve_model(args.init_from))
+                parent = _resolve_model(args.init_from)
+                overrides["init_from"] = str(parent)
+                # the checkpoint trained from: the .pt itself, or the one kept beside an .onnx (init_checkpoint's rule);
+                # read here so that a file that is not one is refused (exit 2) before training starts
+                kept = parent.with_suffix(".pt") if parent.suffix == ".onnx" else parent
+                parent_ckpt = _load_checkpoint(kept) if kept.is_file() else None
                 if config is None:  # the recipe for the parent's kind: an X-ray detector or a seizure-photo model
-                    recipe = "photo_finetune.yaml" if _is_photo_model(overrides["init_from"]) else "finetune.yaml"
-                    config = Path(training_pkg.__file__).parent / recipe
+                    photo = (parent_ckpt.get("task") == "photo" if parent_ckpt is not None
+                             else _is_photo_model(str(parent)))
+                    config = Path(training_pkg.__file__).parent / ("photo_finetune.yaml" if photo else "finetune.yaml")
             cfg = TrainConfig.load(config, overrides)
             ckpt = train(cfg, resume=not args.no_resume)
         except (FileNotFoundError, ValueError) as exc:
@@ -329,15 +374,14 @@ def _train_commands(args: argparse.Namespace) -> int:
 
         if args.out.suffix != ".pt" or args.out.resolve() in {c.resolve() for c in args.checkpoints}:
             return _fail("--out must be a new .pt file, not one of the checkpoints")
+        for c in args.checkpoints:  # each refused by name (exit 2) if it is not a readable checkpoint
+            _load_checkpoint(c)
         print(f"wrote {average_checkpoints(list(args.checkpoints), args.out)}: the average of "
               f"{len(args.checkpoints)} checkpoints")
         return 0
-    from armscan.training.checkpoint import load_checkpoint
     from armscan.training.export import export
 
-    if not args.checkpoint.is_file():
-        return _fail(f"checkpoint not found: {args.checkpoint}")
-    if load_checkpoint(args.checkpoint).get("task") == "photo":
+    if _load_checkpoint(args.checkpoint).get("task") == "photo":
         from armscan.training.photo_eval import export_photo
 
         if args.calib and len(args.calib) > 1:
@@ -377,9 +421,7 @@ def _is_photo_model(model: str) -> bool:
 
     if str(model).endswith(".onnx"):
         return open_session(model)[1].get("task") == "photo"
-    from armscan.training.checkpoint import load_checkpoint
-
-    return load_checkpoint(model).get("task") == "photo"
+    return _load_checkpoint(model).get("task") == "photo"
 
 
 if __name__ == "__main__":

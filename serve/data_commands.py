@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                                  ("benign labels", imp.benign_labels)):
                 if counts:
                     print(f"{what}: {dict(counts)}")
-            for line in imp.skipped_images:
+            for line in [*imp.skipped_images, *imp.skipped_boxes]:
                 print(f"skipped {line}", file=sys.stderr)
             return 0
         if args.action == "split":

@@ -12,9 +12,14 @@ synthetic hidden split, the user's held-out real set) and prints, per suite, the
 of Pd at the champion's operating false-alarm rate per class (and per build where the suite labels
 it), and the latency. A suite may pool several folders (``--suite A B``): add clean scans to a suite so
 that its false-alarm rate is resolved (1% of 194 clean scans is the second-highest scoring of them).
+It also compares the decision each model will make in service, at its own stored alarm thresholds: the
+parcel Pd, and the challenger's parcel FAR against the target its thresholds were chosen for.
 ``promote`` runs the same comparison and refuses (exit 1) if any class's Pd
-drops by more than ``--tolerance``, unless ``--force --reason TEXT``; every promotion, forced or not,
-is written to the service's audit log. Evaluation needs the ``train`` extra (pycocotools).
+drops by more than ``--tolerance``, if the parcel Pd at the models' own thresholds does, if the
+challenger's FAR at its thresholds is above its target beyond chance, if the challenger's thresholds were
+never calibrated (no target FAR), or if a suite has no clean scans or no threats to compare on, unless
+``--force --reason TEXT``; every promotion, forced or not, is written to the service's audit log.
+Evaluation needs the ``train`` extra (pycocotools).
 """
 
 from __future__ import annotations
@@ -78,14 +83,75 @@ def _pd_key(metrics: dict[str, Any], far: float) -> str:
     return min(keys, key=lambda k: abs(float(k[6:]) - far)) if keys else f"pd@far{far:g}"
 
 
+def _drop(pa: float, pb: float, n: int, z: float) -> tuple[float, float]:
+    """The drop of a Pd from ``pa`` to ``pb`` on ``n`` positives, less ``z`` standard errors of the difference of
+    the two proportions (what must exceed the tolerance to fail), and that noise margin."""
+    margin = z * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / max(n, 1))
+    return pa - pb - margin, margin
+
+
+def _class_rows(name: str, m: dict[str, dict[str, Any]], key: str, far: float, tolerance: float, z: float,
+                failures: list[str]) -> dict[str, Any]:
+    """Per class (and the parcel alarm): Pd at the swept FAR ``key`` and AP50 of both models; a drop beyond the
+    tolerance plus noise is appended to ``failures``. Pd is None (not compared) on a suite without clean scans."""
+    rows = {}
+    for cls in sorted(set(m["champion"]["pd"]) | set(m["challenger"]["pd"])):
+        a, b = m["champion"]["pd"].get(cls, {}), m["challenger"]["pd"].get(cls, {})
+        if not a.get("n") and not b.get("n"):
+            continue
+        pa, pb = a.get(key), b.get(key)
+        n = int(b.get("n", a.get("n")) or 0)
+        row = {"n": n, "pd_champion": pa, "pd_challenger": pb, "pd_delta": None, "noise": None,
+               "ap50_champion": m["champion"]["AP50_per_class"].get(cls),
+               "ap50_challenger": m["challenger"]["AP50_per_class"].get(cls)}
+        if pa is not None and pb is not None:
+            excess, margin = _drop(pa, pb, n, z)
+            row.update(pd_delta=round(pb - pa, 4), noise=round(margin, 4))
+            if excess > tolerance:
+                failures.append(f"{name}: {cls} Pd at FAR {far:g} drops {pa:.3f} -> {pb:.3f} "
+                                f"(n={n}; more than the tolerance {tolerance:g} plus {margin:.3f} of noise)")
+        rows[cls] = row
+    return rows
+
+
+def _threshold_rows(name: str, m: dict[str, dict[str, Any]], target: float | None, tolerance: float, z: float,
+                    failures: list[str]) -> dict[str, Any]:
+    """The parcel decision at each model's own stored alarm thresholds (``at_thresholds``): Pd compared as a
+    class's is, and the challenger's FAR against its ``target``: it fails when the FAR less ``z`` standard errors
+    (binomial, at the FAR measured on the suite's clean scans) is still above the target."""
+    a, b = (m[k]["at_thresholds"] for k in ("champion", "challenger"))
+    threats, clean = int(b["threat_scans"]), int(b["clean_scans"])
+    pa, pb = a["alarm"]["parcel_pd"], b["alarm"]["parcel_pd"]
+    fa, fb = a["alarm"]["parcel_far"], b["alarm"]["parcel_far"]
+    out: dict[str, Any] = {"pd": {"n": threats, "champion": pa, "challenger": pb, "delta": None, "noise": None},
+                           "far": {"n": clean, "champion": fa, "challenger": fb, "target": target, "noise": None}}
+    if pa is not None and pb is not None:
+        excess, margin = _drop(pa, pb, threats, z)
+        out["pd"].update(delta=round(pb - pa, 4), noise=round(margin, 4))
+        if excess > tolerance:
+            failures.append(f"{name}: parcel Pd at the models' own alarm thresholds drops {pa:.3f} -> {pb:.3f} "
+                            f"(n={threats}; more than the tolerance {tolerance:g} plus {margin:.3f} of noise)")
+    if fb is not None and target is not None:
+        margin = z * math.sqrt(fb * (1 - fb) / max(clean, 1))
+        out["far"]["noise"] = round(margin, 4)
+        if fb - margin > target:
+            failures.append(f"{name}: the challenger's parcel FAR at its own alarm thresholds is {fb:.4f} on {clean} "
+                            f"clean scans, above its target {target:g} by more than {margin:.4f} of noise")
+    return out
+
+
 def compare(challenger: Path, champion: Path, suites: list[Path] | list[list[Path]], tolerance: float,
             z: float = 1.645) -> dict[str, Any]:
-    """Both models on every suite: per-class AP50 and Pd deltas, latency, and the gate's verdict.
+    """Both models on every suite: per-class AP50 and Pd deltas, the parcel decision at each model's own
+    thresholds, latency, and the gate's verdict.
 
     A class fails the gate when its Pd drops by more than ``tolerance`` beyond its sampling error: the drop
     minus ``z`` standard errors (of the difference of two proportions over the class's ``n`` positives)
     must exceed the tolerance. On a suite with 12 positives of a class, two missed scans are noise; on
-    one with 500, they are not. ``z=0`` compares the raw Pd.
+    one with 500, they are not. ``z=0`` compares raw Pd. The parcel Pd at the models' own thresholds is
+    held to the same rule, and the challenger's parcel FAR at its thresholds may not be above the target
+    they were chosen for beyond ``z`` standard errors. The gate refuses a challenger without a target
+    (thresholds never calibrated) and a suite without clean scans (no FAR is defined) or without threats.
     """
     from armscan.inference.engine import Detector
     from armscan.training.evaluate import evaluate_records, read_folders
@@ -95,41 +161,42 @@ def compare(challenger: Path, champion: Path, suites: list[Path] | list[list[Pat
         raise ValueError("give at least one --suite (a COCO folder) to compare on")
     det = {"champion": Detector.from_onnx(champion), "challenger": Detector.from_onnx(challenger)}
     far = det["champion"].metadata.thresholds.target_far or 0.01
-    out: dict[str, Any] = {"far": far, "tolerance": tolerance, "z": z, "suites": {}, "failures": []}
+    target = det["challenger"].metadata.thresholds.target_far
+    out: dict[str, Any] = {"far": far, "tolerance": tolerance, "z": z, "challenger_target_far": target,
+                           "suites": {}, "failures": []}
+    failures: list[str] = out["failures"]
+    if target is None:
+        failures.append("the challenger's metadata has no target_far: its alarm thresholds were never calibrated "
+                        "(export it with --calib), so the FAR it will alarm at is unknown")
     for suite in suites:
         folders = [suite] if isinstance(suite, Path) else list(suite)
         name = " + ".join(f.name for f in folders)
         records = read_folders(folders)
         m = {k: evaluate_records(d, records, progress=False) for k, d in det.items()}
         key = _pd_key(m["champion"], far)
-        rows = {}
-        for cls in sorted(set(m["champion"]["pd"]) | set(m["challenger"]["pd"])):
-            a, b = m["champion"]["pd"].get(cls, {}), m["challenger"]["pd"].get(cls, {})
-            if not a.get("n") and not b.get("n"):
-                continue
-            pa, pb = a.get(key, 0.0), b.get(key, 0.0)
-            ap_a = m["champion"]["AP50_per_class"].get(cls)
-            ap_b = m["challenger"]["AP50_per_class"].get(cls)
-            n = max(int(b.get("n", a.get("n")) or 0), 1)
-            margin = z * math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n)
-            rows[cls] = {"n": b.get("n", a.get("n")), "pd_champion": pa, "pd_challenger": pb,
-                         "pd_delta": round(pb - pa, 4), "noise": round(margin, 4), "ap50_champion": ap_a,
-                         "ap50_challenger": ap_b}
-            if pa - pb - margin > tolerance:
-                out["failures"].append(f"{name}: {cls} Pd at FAR {far:g} drops {pa:.3f} -> {pb:.3f} "
-                                       f"(n={n}; more than the tolerance {tolerance:g} plus {margin:.3f} of noise)")
-        files = [r.file for r in records]
         clean = int(m["champion"]["clean_scans"])
+        if not clean:
+            failures.append(f"{name}: no clean scans, so no false-alarm rate and no Pd at one is defined; "
+                            f"refusing to compare on it (--suite {folders[0]} MORE_CLEAN_SCANS)")
+        rows = _class_rows(name, m, key, far, tolerance, z, failures)
+        if not rows:
+            failures.append(f"{name}: no threat scans, so there is no Pd to compare; refusing to pass on it")
         out["suites"][name] = {
             "images": len(records), "clean_scans": clean, "pd_key": key, "classes": rows,
+            "at_thresholds": _threshold_rows(name, m, target, tolerance, z, failures),
             "mAP50": {k: v["mAP50"] for k, v in m.items()},
             "by_build": {k: v.get("by_build") for k, v in m.items() if v.get("by_build")},
-            "latency_ms": {k: _latency_ms(d, files) for k, d in det.items()}}
-        note = unresolved_note(clean, far)  # the threshold at `far` rests on the few highest clean scans
+            "latency_ms": {k: _latency_ms(d, [r.file for r in records]) for k, d in det.items()}}
+        note = unresolved_note(clean, far) if clean else None  # the threshold at `far` rests on few clean scans
         if note:
             out["suites"][name]["note"] = f"{note} (--suite {folders[0]} MORE_CLEAN_SCANS)"
-    out["passed"] = not out["failures"]
+    out["passed"] = not failures
     return out
+
+
+def _f(v: float | None, spec: str) -> str:
+    """``v`` formatted, or a dash where it is undefined."""
+    return "—" if v is None else format(v, spec)
 
 
 def _print(c: dict[str, Any], challenger: str, champion: str) -> None:
@@ -139,8 +206,16 @@ def _print(c: dict[str, Any], challenger: str, champion: str) -> None:
               f"latency {s['latency_ms']['champion']} -> {s['latency_ms']['challenger']} ms")
         print(f"{'class':<18}{'n':>5} {'Pd champion':>12} {'Pd challenger':>14} {'delta':>7} {'noise':>6} {'AP50':>13}")
         for cls, r in s["classes"].items():
-            print(f"{cls:<18}{r['n']:>5} {r['pd_champion']:>12.3f} {r['pd_challenger']:>14.3f} {r['pd_delta']:>+7.3f} "
-                  f"{r.get('noise', 0):>6.3f} {r['ap50_champion'] or 0:>6.3f}->{r['ap50_challenger'] or 0:.3f}")
+            print(f"{cls:<18}{r['n']:>5} {_f(r['pd_champion'], '.3f'):>12} {_f(r['pd_challenger'], '.3f'):>14} "
+                  f"{_f(r['pd_delta'], '+.3f'):>7} {_f(r['noise'], '.3f'):>6} "
+                  f"{r['ap50_champion'] or 0:>6.3f}->{r['ap50_challenger'] or 0:.3f}")
+        t = s["at_thresholds"]
+        print("at each model's own alarm thresholds (the decision in service):")
+        print(f"{'parcel Pd':<18}{t['pd']['n']:>5} {_f(t['pd']['champion'], '.3f'):>12} "
+              f"{_f(t['pd']['challenger'], '.3f'):>14} {_f(t['pd']['delta'], '+.3f'):>7} {_f(t['pd']['noise'], '.3f'):>6}")
+        print(f"{'parcel FAR':<18}{t['far']['n']:>5} {_f(t['far']['champion'], '.4f'):>12} "
+              f"{_f(t['far']['challenger'], '.4f'):>14} {'':>7} {_f(t['far']['noise'], '.4f'):>6}  "
+              f"challenger's target {_f(t['far']['target'], 'g')}")
         if s.get("note"):
             print(f"note: {s['note']}")
     print("\nGATE " + ("PASSED" if c["passed"] else "FAILED:\n  " + "\n  ".join(c["failures"])))

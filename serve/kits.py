@@ -3,7 +3,8 @@
 Reads the ``parcels.jsonl`` of one or more batch runs, groups parcels by consignee (optionally also
 by sender), and raises an alert when the parts found in one group's parcels within a time window
 together make up a firearm, by readable rules such as "frame_receiver + slide + barrel".
-A parcel that holds a whole kit alone already alarms; a kit alert needs at least two parcels.
+A parcel that holds a whole kit alone already alarms; a kit alert needs at least two parcels. Parcels are
+told apart by ``parcel_id``: one parcel in several batch runs (a rescan) counts once, with the parts of all its rows.
 
 Rules file (YAML or JSON), replacing the defaults below::
 
@@ -107,12 +108,15 @@ def find_kits(parcels: list[dict[str, Any]], rules: list[KitRule], window: timed
                 if not rule.all_of <= found:
                     continue
                 used = [p for p in inside if rule.all_of & set(p["classes"])]
-                if len(used) < rule.min_parcels:
+                parts: dict[str, set[str]] = {}  # parcel id -> its parts of the kit, over all its rows
+                for p in used:
+                    parts.setdefault(str(p["parcel_id"]), set()).update(rule.all_of & set(p["classes"]))
+                if len(parts) < rule.min_parcels:
                     continue
-                ids = tuple(sorted(str(p["parcel_id"]) for p in used))
+                ids = tuple(sorted(parts))
                 alerts[(key, rule.name, ids)] = {
                     "rule": rule.name, "consignee": used[0]["consignee"], "parcels": list(ids),
-                    "parts": {str(p["parcel_id"]): sorted(rule.all_of & set(p["classes"])) for p in used},
+                    "parts": {k: sorted(parts[k]) for k in ids},
                     "first": min((str(p.get("timestamp", "")) for p in used), default=""),
                     "last": max((str(p.get("timestamp", "")) for p in used), default="")}
     # a kit found in a window is also found in any window holding it: keep the smallest parcel sets

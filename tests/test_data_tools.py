@@ -162,3 +162,38 @@ def test_officer_feedback_from_the_service_becomes_training_boxes(tmp_path: Path
     assert sorted(b["cls"] for b in rec.boxes) == ["barrel", "magazine"]  # corrected class kept, rejected ones dropped
     barrel = next(b for b in rec.boxes if b["cls"] == "barrel")
     assert barrel["bbox"] == [5.0, 6.0, 50.0, 60.0] and barrel["build"] == "printed"
+
+
+def _coco_with(folder: Path, categories: list[dict], annotations: list[dict]) -> Path:
+    (folder / "images").mkdir(parents=True)
+    cv2.imwrite(str(folder / "images" / "x.png"), _img(3))
+    (folder / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "x.png", "width": 160, "height": 120}],
+        "annotations": [{"image_id": 1, "bbox": [10, 10, 60, 40], **a} for a in annotations],
+        "categories": categories}))
+    return folder
+
+
+def test_a_box_of_an_unknown_or_undefined_category_is_an_error_not_a_clean_scan(tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from armscan.datasets.coco import CocoFormatError
+
+    cats = [{"id": 1, "name": "Pistol"}, {"id": 2, "name": "Firearms"}, {"id": 3, "name": "Laptop"}]
+    unknown = _coco_with(tmp_path / "unknown", cats, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2}])
+    with pytest.raises(CocoFormatError, match=r"\{'Firearms': 1\}.*classes firearm, barrel.*handgun.*data import coco"):
+        read_coco(unknown)  # 'Laptop' is defined but unused: not an error
+    (rec,) = read_coco(unknown, skip_unknown=True)  # for tools that report them
+    assert [(b["cls"], b["type"]) for b in rec.boxes] == [("firearm", "pistol")]  # a name the taxonomy maps
+    undefined = _coco_with(tmp_path / "undefined", cats[:1], [{"id": 5, "category_id": 7}])
+    with pytest.raises(CocoFormatError, match=r"annotation 5 \(category_id 7\).*defined: \{1: 'Pistol'\}"):
+        read_coco(undefined)
+
+    rep = check([unknown, undefined])  # the check reports both instead of failing
+    assert rep.by_kind()["unknown label"] == 1 and rep.by_kind()["undefined category"] == 1
+    assert main(["data", "check", str(undefined)]) == 1
+    assert "annotation 5: undefined category: category_id 7" in capsys.readouterr().out
+
+    (tmp_path / "map.yaml").write_text("Firearms: {class: firearm, type: rifle}\nLaptop: null\n")
+    import_dataset("coco", unknown, tmp_path / "mapped", Mapping.load(tmp_path / "map.yaml"))  # the way to map them
+    (rec,) = read_coco(tmp_path / "mapped")
+    assert sorted((b["cls"], b["type"]) for b in rec.boxes) == [("firearm", "pistol"), ("firearm", "rifle")]

@@ -1,6 +1,7 @@
 """Distributed data-parallel training: two real ``torchrun`` processes (gloo, CPU) train, checkpoint and resume.
 
-About 20 s on 2 cores: two launches of 2 processes, each 2 iterations of batch 2 at 64 px.
+About 30 s on 2 cores: three launches of 2 processes, each up to 4 iterations of batch 2 at 64 px; the third
+resumes a run that its time budget stopped inside an epoch.
 """
 
 import csv
@@ -55,8 +56,15 @@ data: {{min_side: 128, max_side: 160}}
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 1 and ckpt["ema_updates"] == 2
     assert not any(k.startswith("module.") for k in ckpt["model_state"])  # the unwrapped model, ready to export
 
-    proc = _torchrun(config, "epochs=2")  # resume: one more epoch from last.pt
-    assert "resuming from" in proc.stdout and "at epoch 1" in proc.stdout
-    ckpt = load_checkpoint(out / "last.pt")
+    # Resume: a run the time budget stopped inside its first epoch (one iteration of two) resumes inside it with
+    # a larger budget, on both ranks, and finishes. A changed `epochs` would be refused (it reshapes the schedule).
+    cut = tmp_path / "cut"
+    proc = _torchrun(config, f'out_dir="{cut}"', "epochs=2", "time_budget_min=1e-9")
+    ckpt = load_checkpoint(cut / "last.pt")
+    assert ckpt["epoch"] == 0 and ckpt["epoch_progress"]["iters"] == 1 and ckpt["ema_updates"] == 1
+    proc = _torchrun(config, f'out_dir="{cut}"', "epochs=2", "time_budget_min=100")
+    assert "resuming from" in proc.stdout
+    ckpt = load_checkpoint(cut / "last.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2 and ckpt["ema_updates"] == 4
-    assert [r["epoch"] for r in csv.DictReader((out / "log.csv").read_text().splitlines())] == ["0", "1"]
+    rows = list(csv.DictReader((cut / "log.csv").read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and [float(r["iters"]) for r in rows] == [2, 2]

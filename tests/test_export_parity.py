@@ -6,6 +6,7 @@ The fixture model is barely trained (4 steps), so outputs are near-random: a har
 """
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -86,3 +87,39 @@ def test_export_with_calibration_chooses_nms_and_threshold(tiny_checkpoint, tiny
     assert all(band[c] <= th.alarm[c] for c in band)
     with pytest.raises(ValueError, match="cannot resolve a false-alarm rate of 0.01"):
         export(tiny_checkpoint, tmp_path / "cal2.onnx", version="cal", calib=tiny_coco, target_far=0.01)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["cal.onnx", "cal.pt", "few.onnx", "few.pt"]  # no leftovers
+
+
+def _fast_onnx_export(monkeypatch, tiny_onnx):
+    """Stand in for the slow dynamo export: a copy of the tiny model (its metadata is rewritten after)."""
+    from armscan.training import export as ex
+
+    monkeypatch.setattr(ex, "export_onnx", lambda model, size, path, opset=18: shutil.copy(tiny_onnx, path))
+
+
+def test_a_failed_calibration_leaves_the_model_in_place_as_it_was(tiny_checkpoint, tiny_onnx, tiny_coco, tmp_path,
+                                                                  monkeypatch):
+    from armscan.training.export import export
+
+    _fast_onnx_export(monkeypatch, tiny_onnx)
+    prod = tmp_path / "prod" / "armscan-det.onnx"  # the calibrated model in service, and its weights
+    prod.parent.mkdir()
+    shutil.copy(tiny_onnx, prod)
+    prod.with_suffix(".pt").write_bytes(b"the weights it was exported from")
+    before = {f.name: f.read_bytes() for f in prod.parent.iterdir()}
+    with pytest.raises(ValueError, match="cannot resolve a false-alarm rate of 0.01"):  # 3 clean scans: too few
+        export(tiny_checkpoint, prod, version="0.14.0", calib=tiny_coco, target_far=0.01)
+    assert {f.name: f.read_bytes() for f in prod.parent.iterdir()} == before  # byte-identical, nothing left over
+    assert Detector.from_onnx(prod).metadata.version == "test"
+
+
+def test_export_refuses_a_false_alarm_rate_outside_0_1_before_any_work(tiny_checkpoint, tiny_onnx, tiny_coco, tmp_path,
+                                                                       monkeypatch):
+    from armscan.training.export import export
+
+    _fast_onnx_export(monkeypatch, tiny_onnx)
+    for far, band in ((0.0, 0.05), (5.0, 0.05), (-0.1, 0.05), (0.5, 1.5)):
+        with pytest.raises(ValueError, match="greater than 0 and less than 1"):
+            export(tiny_checkpoint, tmp_path / "x.onnx", version="cal", calib=tiny_coco, target_far=far,
+                   uncertain_far=band)
+        assert not list(tmp_path.iterdir())

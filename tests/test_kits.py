@@ -56,3 +56,14 @@ def test_kits_cli_reads_batch_outputs(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert json.loads(out.splitlines()[0])["parcels"] == ["A1", "A2", "A3"] and "1 kit alert" in err
     assert main(["kits", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_parcel_in_two_batch_runs_counts_once():
+    rules = load_rules(None, set(CLASSES))
+    rescanned = [_parcel("P1", "J. Doe", "2026-11-01T10:00:00Z", ["frame_receiver", "slide"]),
+                 _parcel("P1", "J. Doe", "2026-11-01T12:00:00Z", ["barrel"])]  # the same parcel, two runs
+    assert find_kits(rescanned, rules, timedelta(days=14)) == []  # one parcel alone: it alarms by itself
+    alerts = find_kits([*rescanned, _parcel("P2", "J. Doe", "2026-11-02T10:00:00Z", ["barrel"])], rules,
+                       timedelta(days=14))
+    assert [(a["parcels"], a["parts"]) for a in alerts] == [
+        (["P1", "P2"], {"P1": ["barrel", "frame_receiver", "slide"], "P2": ["barrel"]})]

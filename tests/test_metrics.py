@@ -57,7 +57,62 @@ def test_threshold_at_far_allows_that_share_of_clean_scans():
     scores = np.linspace(0, 1, 100, dtype=np.float32)
     t = threshold_at_far(scores, 0.05)
     assert (scores >= t).mean() == pytest.approx(0.05)
-    assert threshold_at_far(np.zeros(0), 0.01) == 0.0
+    with pytest.raises(ValueError, match="no clean scans"):
+        threshold_at_far(np.zeros(0), 0.01)
+
+
+def _nothing(n):
+    return [Prediction(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(n)]
+
+
+def test_without_clean_scans_pd_at_a_false_alarm_rate_is_undefined():
+    recs = _records()[:2]  # two threat scans, no clean scan
+    for preds in (_perfect(recs), _nothing(2)):  # a model that finds nothing must not score Pd 1.0
+        s = screening(recs, preds, CLASSES)
+        assert s["clean_scans"] == 0 and s["threat_scans"] == 2
+        for row in s["pd"].values():
+            assert row["pd@far0.01"] is None and row["pd@far0.05"] is None and row["far@pd0.9"] is None
+    assert screening(recs, _nothing(2), CLASSES)["pd"]["firearm"]["n"] == 1
+
+
+def test_map_is_undefined_without_true_boxes():
+    import json
+
+    from armscan.training.metrics import breakdowns
+
+    clean = [Record(Path(f"{i}.png"), 100, 100, [], {}) for i in range(3)]
+    hit = [Prediction(np.array([[0, 0, 10, 10]], np.float32), np.array([0.7], np.float32), np.array([0]))] * 3
+    for recs, preds in ((clean, hit), (clean, _nothing(3)), ([], [])):  # clean scans with and without detections; none
+        m = coco_map(recs, preds, CLASSES)
+        assert m == {"mAP": None, "mAP50": None, "AP50_per_class": {"firearm": None, "ammunition": None}}
+        assert json.loads(json.dumps(m))["mAP"] is None  # null in armscan eval's JSON, not 0.0
+    recs = _records()  # threats that are never detected: AP is defined, and 0
+    assert coco_map(recs, _nothing(len(recs)), CLASSES)["mAP50"] == 0.0
+    recs = _attr_records()
+    recs.append(Record(Path("clean.png"), 100, 100, [], {"difficulty": "clutter"}))  # a difficulty without threats
+    b = breakdowns(recs, _perfect(recs), CLASSES)
+    assert b["by_difficulty"]["clutter"]["mAP50"] is None and b["by_difficulty"]["easy"]["mAP50"] == pytest.approx(1.0)
+
+
+def test_one_alarm_threshold_reports_pd_and_far_at_the_stored_value():
+    from armscan.inference.engine import Detector
+    from armscan.serve.scan import DEFAULT_MODEL
+    from armscan.training.evaluate import choose_alarm_threshold, choose_alarm_thresholds
+
+    det = Detector.from_onnx(DEFAULT_MODEL)
+    recs = [Record(Path(f"{i}.png"), 100, 100, [], {}) for i in range(11)]
+    recs[10].boxes = [{"bbox": [10, 10, 30, 20], "cls": "firearm", "type": "pistol", "build": "metal"}]
+    scores = [0.30008, 0.3, *[0.1] * 8, 0.30005]  # 10 clean scans, then the threat
+    preds = [Prediction(np.array([[0, 0, 9, 9]], np.float32), np.array([s], np.float32), np.array([0])) for s in scores]
+    # 1 false alarm in 10 allowed: the threshold lies just above 0.3, stored rounded up to 0.3001; both the
+    # clean scan at 0.30008 and the threat at 0.30005 are under the stored value, so neither alarms in service
+    t, stats = choose_alarm_threshold(det, recs, 0.1, preds=preds)
+    assert t == 0.3001 and stats["parcel_pd"] == 0.0 and stats["parcel_far"] == 0.0
+    with pytest.raises(ValueError, match="9 clean scans cannot resolve a false-alarm rate of 0.1; use at least 10"):
+        choose_alarm_threshold(det, recs[1:], 0.1, preds=preds[1:])
+    for bad in (0.0, 1.0, 5.0, -0.01):  # refused before any work, with what is allowed
+        with pytest.raises(ValueError, match=f"invalid target_far {bad:g}: .* greater than 0 and less than 1"):
+            choose_alarm_thresholds(det, recs, bad, preds, per_class=False)
 
 
 def test_far_at_pd_is_the_false_alarm_rate_of_the_highest_threshold_reaching_that_pd():

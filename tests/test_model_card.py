@@ -56,3 +56,44 @@ def test_the_card_lists_the_checkpoints_an_averaged_model_was_made_of():
     line = _average_line(soup)
     assert "uniform average of 2 checkpoints" in line and "`81695cc2be7d6f8b…`, `51a681f10daa1fc2…`" in line
     assert _average_line({}) == "" and _average_line({"averaged_from": None}) == ""
+
+
+def _render(tmp_path, monkeypatch, config: dict) -> str:
+    from types import SimpleNamespace
+
+    from armscan.inference.metadata import ModelMetadata, Thresholds
+    from armscan.inference.preprocess import PreprocessSpec
+    from armscan.training import model_card
+
+    classes = ["firearm", "ammunition"]
+    md = ModelMetadata(name="armscan_det_small", version="t", architecture="a", classes=classes, builds=["printed"],
+                       types=["pistol"], flag_rules={}, stride=8, training={"config": config},
+                       preprocess=PreprocessSpec(size=64).to_dict(),
+                       thresholds=Thresholds(alarm=dict.fromkeys(classes, 0.5), target_far=0.01, chosen_on="val"))
+    monkeypatch.setattr(model_card.Detector, "from_onnx", lambda path: SimpleNamespace(metadata=md))
+    row = {"n": 40, "pd@far0.01": 0.5}
+    metrics = {"mAP": 0.3, "mAP50": 0.5, "images": 100, "threat_scans": 60, "clean_scans": 40,
+               "AP50_per_class": dict.fromkeys(classes, 0.5), "pd": {"any_threat": row, **dict.fromkeys(classes, row)},
+               "by_build": {"printed": {"mAP50": 0.4, "boxes": 9, "pd": {"firearm": {"n": 7, "pd@far0.01": 0.43}}}}}
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    return model_card.render_card(tmp_path / "m.onnx", metrics, [])
+
+
+def test_the_card_names_the_coco_folders_a_model_was_trained_on(tmp_path, monkeypatch):
+    coco = {"kind": "coco", "coco_dir": None, "coco_dirs": ["runs/data/site_a", "runs/data/site_b"], "replay": 0.25,
+            "cache_size": 2000, "threat_prob": 0.7, "min_side": 256, "max_side": 480}
+    card = _render(tmp_path, monkeypatch, {"epochs": 2, "data": coco})
+    assert "COCO folders `runs/data/site_a`, `runs/data/site_b`, with 25% of each epoch's samples replayed" in card
+    assert "folder None" not in card
+    assert "synthetic scans only" not in card.lower() and "Trained on `runs/data/site_a`" in card
+    one = _render(tmp_path, monkeypatch, {"data": {"kind": "coco", "coco_dir": "runs/data/x", "replay": 0.0}})
+    assert "The labelled scans of the COCO folder `runs/data/x`;" in one and "threat prevalence" not in one
+    synth = _render(tmp_path, monkeypatch, {"data": {"kind": "synth", "cache_size": 10, "threat_prob": 0.7}})
+    assert "Synthetic dual-energy X-ray scans only" in synth and "**Trained on synthetic scans only.**" in synth
+
+
+def test_the_printed_firearm_pd_is_called_a_per_class_operating_point_not_a_parcel_one(tmp_path, monkeypatch):
+    card = _render(tmp_path, monkeypatch, {"data": {"kind": "synth"}})
+    line = next(x for x in card.splitlines() if "AP50 by build" in x)
+    assert "printed firearms: Pd 0.43 as firearm boxes at a firearm-class FAR of 1%" in line and "(7 scans)" not in line
+    assert "parcel FAR" not in line and "7 scans)" in line

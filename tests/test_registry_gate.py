@@ -52,6 +52,74 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def one_sided(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two small suites: 16 scans with threats, and 16 clean scans."""
+    threats, clean = tmp_path_factory.mktemp("threats_only"), tmp_path_factory.mktemp("clean_only")
+    write_dataset(threats, 16, seed=77_100_000, width=256, height=224, cfg=SceneConfig(threat_prob=1.0))
+    write_dataset(clean, 16, seed=77_200_000, width=256, height=224, cfg=SceneConfig(threat_prob=0.0))
+    return threats, clean
+
+
+def _thresholds(src: Path, dst: Path, **changes: object) -> Path:
+    """A copy of ``src`` with its stored thresholds changed (same weights)."""
+    from armscan.training.export import write_metadata
+
+    shutil.copy(src, dst)
+    md = Detector.from_onnx(dst).metadata
+    md.thresholds = md.thresholds.model_copy(update=changes)
+    write_metadata(dst, md)
+    return dst
+
+
+def test_gate_refuses_suites_without_clean_scans_or_threats(one_sided: tuple[Path, Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from armscan.serve.gate import _print, compare
+
+    threats, clean = one_sided
+    # without clean scans no FAR is defined: the gate used to find Pd 1.0 for any model (even one finding nothing)
+    c = compare(DEFAULT_MODEL, DEFAULT_MODEL, [[threats], [clean]], tolerance=0.02)
+    assert not c["passed"]
+    assert any(f.startswith(f"{threats.name}: no clean scans") for f in c["failures"]), c["failures"]
+    assert any(f.startswith(f"{clean.name}: no threat scans") for f in c["failures"]), c["failures"]
+    rows = c["suites"][threats.name]["classes"]
+    assert rows["any_threat"]["n"] == 16 and rows["any_threat"]["pd_champion"] is None
+    assert c["suites"][clean.name]["classes"] == {} and c["suites"][clean.name]["mAP50"]["champion"] is None
+    json.dumps(c)
+    _print(c, "a", "b")
+    assert "GATE FAILED" in capsys.readouterr().out
+
+
+def test_gate_holds_the_challenger_to_its_own_thresholds(env: Path, one_sided: tuple[Path, Path],
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from armscan.serve import gate
+    from armscan.serve.gate import _print, compare
+
+    monkeypatch.setattr(gate, "_latency_ms", lambda detector, files: 0.0)  # not what this test measures
+    suite = list(one_sided)  # pooled: 16 threat and 16 clean scans
+    name = " + ".join(f.name for f in suite)
+    classes = Detector.from_onnx(DEFAULT_MODEL).metadata.classes
+    # badly calibrated: every class alarms at the score floor; its swept Pd at 1% FAR is the champion's own
+    loose = _thresholds(DEFAULT_MODEL, env.parent / "loose.onnx", alarm=dict.fromkeys(classes, 0.05), uncertain=None)
+    c = compare(loose, DEFAULT_MODEL, [suite], tolerance=0.02)
+    t = c["suites"][name]["at_thresholds"]
+    assert t["far"]["challenger"] > 0.5 and t["far"]["target"] == 0.01 and t["far"]["n"] == 16
+    assert [f for f in c["failures"] if "parcel FAR at its own alarm thresholds" in f], c["failures"]
+    _print(c, "loose", "bundled")
+    out = capsys.readouterr().out
+    assert "parcel Pd" in out and "parcel FAR" in out and "challenger's target 0.01" in out
+    # deaf, and uncalibrated: it alarms only on saturated scores, so its parcel Pd in service drops, and its
+    # metadata has no target FAR; both are reasons to refuse it
+    deaf = _thresholds(DEFAULT_MODEL, env.parent / "deaf.onnx", alarm=dict.fromkeys(classes, 1.0), uncertain=None,
+                       target_far=None)
+    c = compare(deaf, DEFAULT_MODEL, [suite], tolerance=0.02)
+    assert c["suites"][name]["at_thresholds"]["pd"]["challenger"] < 0.1
+    assert c["failures"][0] == ("the challenger's metadata has no target_far: its alarm thresholds were never "
+                                "calibrated (export it with --calib), so the FAR it will alarm at is unknown")
+    assert [f for f in c["failures"] if "parcel Pd at the models' own alarm thresholds drops" in f], c["failures"]
+
+
 def test_gate_refuses_a_worse_model_unless_forced_and_audited(env: Path, suite: Path, tiny_onnx: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "register", str(DEFAULT_MODEL)]) == 0
@@ -93,6 +161,8 @@ def test_gate_passes_an_equal_model_and_registry_refuses_changed_files(env: Path
     assert main(["models", "compare", same.key, "--suite", str(suite), str(suite), "--json", str(env.parent / "c.json")]) == 0
     pooled = json.loads((env.parent / "c.json").read_text())["suites"][f"{suite.name} + {suite.name}"]
     assert pooled["images"] == 120 and pooled["clean_scans"] == 2 * sum(not r.boxes for r in read_coco(suite))
+    at = pooled["at_thresholds"]  # the same thresholds: the same decisions
+    assert at["pd"]["delta"] == 0.0 and at["far"]["champion"] == at["far"]["challenger"] and at["far"]["target"] == 0.01
     assert main(["models", "promote", same.key, "--suite", str(suite)]) == 0
     with pytest.raises(RegistryError, match="already registered"):
         reg.register(DEFAULT_MODEL, "test")

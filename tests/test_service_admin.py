@@ -203,3 +203,35 @@ def test_concurrent_audit_appends_on_sqlite_take_consecutive_lines(tmp_path: Pat
     assert seqs == list(range(1, threads * per_thread + 1))
     assert report.ok and report.entries == threads * per_thread, report.problems
     engine.dispose()
+
+
+def test_polling_the_models_folder_keeps_the_admins_default_as_a_manual_reload_does(tmp_path: Path) -> None:
+    import shutil
+
+    from armscan.serve.service.settings import BUNDLED_MODELS
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("a.onnx", "b.onnx"):
+        shutil.copy(BUNDLED_MODELS / "armscan-det.onnx", models / name)
+    it = start_service("sqlite", tmp_path, models_dir=models, models_poll_s=0.1)
+    svc: Service = next(it)
+    try:
+        c, h = svc.client, svc.as_("chief")
+        listed = c.get("/v1/models", headers=h).json()
+        chosen = next(m["name"] for m in listed["models"] if m["name"] != listed["default"])
+        assert c.put("/v1/models/default", json={"name": chosen}, headers=h).json()["default"] == chosen
+        assert c.post("/v1/models/reload", headers=h).json()["default"] == chosen
+        shutil.copy(BUNDLED_MODELS / "armscan-det.onnx", models / "c.onnx")  # a new file: the service notices by itself
+
+        def system_reloads() -> list[dict[str, object]]:
+            return [e for e in c.get("/v1/audit", headers=h).json()
+                    if (e["actor"], e["action"]) == ("system", "model.reload")]
+
+        deadline = time.monotonic() + 60
+        while not system_reloads() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert system_reloads() and system_reloads()[0]["target"] == chosen
+        assert c.get("/v1/models", headers=h).json()["default"] == chosen
+    finally:
+        it.close()

@@ -110,11 +110,27 @@ def test_upload_accepts_jpeg_and_16_bit_tiff(svc: Service, officer: str) -> None
     ("cut.png", sample()[:4000], 422, "truncated or corrupt"),
     ("bomb.png", png_header_only(30000, 30000), 413, "pixel limit"),
     ("anim.gif", gif(), 415, "GIF images are not supported"),
+    ("black.png", encode(np.zeros((480, 640, 3), np.uint8), ".png"), 422, "no image content: a blank or uniform frame"),
+    ("tiny.png", encode(np.full((16, 16, 3), 90, np.uint8), ".png"), 422, "too small to screen"),
 ])
 def test_bad_uploads_get_a_4xx_with_the_reason(svc: Service, officer: str, name: str, data: bytes, code: int,
                                                reason: str) -> None:
     r = svc.client.post("/v1/scans", files={"file": (name, data, "image/png")}, headers=svc.as_(officer))
     assert r.status_code == code and reason in r.json()["detail"], r.text
+
+
+def test_a_model_fault_is_a_500_that_says_so_not_a_decision(svc: Service, officer: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from armscan.inference.decode import ModelOutputError
+    from armscan.inference.engine import Detector
+
+    def broken(self: Detector, *args: object, **kwargs: object) -> None:
+        raise ModelOutputError("output 'cls_logits' is not finite")
+
+    monkeypatch.setattr(Detector, "detect", broken)
+    r = svc.client.post("/v1/scans", files={"file": ("a.png", sample(), "image/png")}, headers=svc.as_(officer))
+    assert r.status_code == 500 and "not screened, the model failed on it" in r.json()["detail"], r.text
+    assert "not finite" in r.json()["detail"]
 
 
 def test_oversized_and_malformed_requests(svc: Service, officer: str) -> None:
@@ -290,3 +306,20 @@ def test_feedback_export_is_jsonl_for_analysts(svc: Service, officer: str) -> No
     row = next(x for x in rows if x["scan"]["id"] == scan["id"])
     assert row["feedback"]["comment"] == "checked" and row["result"]["decision"] == scan["decision"]
     assert Path(row["scan"]["image_path"]).is_file()
+
+
+def test_history_times_without_a_zone_are_taken_as_utc(svc: Service) -> None:
+    c, who = svc.client, svc.add_user("officer")
+    svc.upload(who, sample())
+    h, now = svc.as_(who), datetime.now(UTC)
+    past, future = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), (now + timedelta(hours=1)).strftime(
+        "%Y-%m-%dT%H:%M:%S")
+    for zone in ("", "Z"):  # naive (was a 500) and explicit UTC
+        for params, total in (({"since": past}, 1), ({"since": future}, 0), ({"until": future}, 1),
+                              ({"until": past}, 0), ({"since": past, "until": future}, 1)):
+            params = {k: v + zone for k, v in params.items()}
+            r = c.get("/v1/scans", params=params, headers=h)
+            assert r.status_code == 200 and r.json()["total"] == total, (params, r.text)
+    doc = c.get("/v1/openapi.json", headers=svc.as_("chief")).json()
+    described = {p["name"]: p.get("description", "") for p in doc["paths"]["/v1/scans"]["get"]["parameters"]}
+    assert "taken as UTC" in described["since"] and "taken as UTC" in described["until"]

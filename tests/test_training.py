@@ -84,13 +84,16 @@ def test_checkpoint_describes_itself_and_training_resumes(tiny_checkpoint, tmp_p
 
     run = tmp_path / "run"
     shutil.copytree(tiny_checkpoint.parent, run)
-    cfg = TrainConfig.load(run / "config.yaml", {"epochs": 3, "out_dir": str(run)})
-    other = TrainConfig.load(run / "config.yaml", {"epochs": 3, "out_dir": str(run), "model_args": {"width": 48}})
+    cfg = TrainConfig.load(run / "config.yaml", {"out_dir": str(run)})
+    other = TrainConfig.load(run / "config.yaml", {"out_dir": str(run), "model_args": {"width": 48}})
     with pytest.raises(ValueError, match="checkpoint of another run"):  # a changed recipe does not resume a stale run
         train(other)
-    train(cfg)
+    longer = TrainConfig.load(run / "config.yaml", {"epochs": 3, "out_dir": str(run)})
+    with pytest.raises(ValueError, match="epochs: 2 -> 3"):  # its schedule was made for 2 epochs: a new run's job
+        train(longer)
+    train(cfg)  # a finished run: nothing left to train
     again = load_checkpoint(run / "last.pt")
-    assert again["epoch"] == 3 and len(again["history"]) == 3
+    assert again["epoch"] == 2 and len(again["history"]) == 2
 
 
 def _tiny(out, **kw):

@@ -50,6 +50,18 @@ class DataConfig(BaseModel):
         return v
 
 
+#: The backbones' deepest stride (models.detector and models.photo take inputs "S divisible by 32": their pyramids
+#: upsample the stride-32 map by 2 to meet the stride-16 one, so any other size fails at the first forward pass).
+INPUT_MULTIPLE = 32
+
+#: The keys a run may change when it resumes from its ``last.pt`` (:meth:`TrainConfig.resume_changes`): they say
+#: how long to keep going and on what hardware, or where the end-of-run evaluation is, never what the network
+#: learns from or how. Every other key (also any key added later) must keep the checkpoint's value, because the
+#: restored optimizer and schedule (lr, weight_decay, warmup_iters, epochs x iters_per_epoch) would silently
+#: override it, or because the saved config (and the ONNX metadata and model card made from it) would then
+#: describe a run that did not happen.
+RESUME_MAY_CHANGE = frozenset({"time_budget_min", "workers", "device", "amp", "out_dir", "val_images"})
+
 #: The loss terms :attr:`TrainConfig.loss_weights` may weigh (training.loss.detection_loss, training.photo_data.photo_loss).
 LOSS_TERMS = frozenset({"cls", "box", "ctr", "build", "type", "weak", "family", "mask"})
 
@@ -91,6 +103,16 @@ class TrainConfig(BaseModel):
     out_dir: Path = Path("runs/train")
     val_images: int = 300  # generated at VAL_SEED for the end-of-training evaluation
 
+    @field_validator("input_size")
+    @classmethod
+    def _size_fits_the_backbone(cls, v: int) -> int:
+        if v < INPUT_MULTIPLE or v % INPUT_MULTIPLE:
+            below = v // INPUT_MULTIPLE * INPUT_MULTIPLE
+            near = f"{below} or {below + INPUT_MULTIPLE}" if below > 0 else str(INPUT_MULTIPLE)
+            raise ValueError(f"input_size must be a positive multiple of {INPUT_MULTIPLE} (the network's deepest "
+                             f"stride), not {v}; try {near}")
+        return v
+
     @field_validator("loss_weights")
     @classmethod
     def _weights_are_known(cls, v: dict[str, float]) -> dict[str, float]:
@@ -113,6 +135,22 @@ class TrainConfig(BaseModel):
         for key, value in (overrides or {}).items():  # nested mappings (data: {...}) merge key by key
             data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
         return cls.model_validate(data)
+
+    def resume_changes(self, before: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """The keys (``data`` ones as ``data.KEY``) whose value here differs from ``before``, a checkpoint's saved
+        config, and may not change on resume (all but :data:`RESUME_MAY_CHANGE`): ``{key: (old, new)}``. Keys the
+        checkpoint's config lacks (added to the config since) are not compared."""
+        now = self.model_dump(mode="json")
+        changed: dict[str, tuple[Any, Any]] = {}
+        for key, old in before.items():
+            if key in RESUME_MAY_CHANGE or key not in now:
+                continue
+            if key == "data" and isinstance(old, dict):
+                changed |= {f"data.{k}": (v, now["data"][k]) for k, v in old.items()
+                            if k in now["data"] and v != now["data"][k]}
+            elif old != now[key]:
+                changed[key] = (old, now[key])
+        return changed
 
     def coco_folders(self) -> list[Path]:
         """The COCO folders to train on (``data.coco_dir`` then ``data.coco_dirs``)."""

@@ -105,20 +105,33 @@ def evaluate(model: str | Path, data: str | Path | list[Path], progress: bool = 
     return metrics
 
 
+def check_rate(name: str, rate: float) -> None:
+    """Refuse a false-alarm rate outside (0, 1), before any work is done (``ValueError``)."""
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"invalid {name} {rate:g}: a false-alarm rate is a share of clean scans, greater than 0 "
+                         f"and less than 1 (0.01 for 1%)")
+
+
 def choose_alarm_threshold(detector: Detector, records: list[Record], target_far: float, progress: bool = True,
                            preds: list[Prediction] | None = None) -> tuple[float, dict[str, Any]]:
-    """One alarm threshold for all classes such that the parcel FAR on the clean ``records`` is <= target."""
+    """One alarm threshold for all classes such that the parcel FAR on the clean ``records`` is <= target; it
+    needs at least ``1 / target_far`` clean scans (one false alarm's worth). The threshold is stored rounded up
+    to 4 decimals (at most 1.0), and the parcel Pd and FAR returned are those of the stored value."""
+    check_rate("target_far", target_far)
     preds = preds if preds is not None else predict(detector, records, progress)
     clean = [p for p, r in zip(preds, records, strict=True) if not r.boxes]
-    if len(clean) < 1.0 / max(target_far, 1e-9):
+    needed = int(np.ceil(1.0 / target_far - 1e-9))
+    if len(clean) < needed:
         raise ValueError(f"{len(clean)} clean scans cannot resolve a false-alarm rate of {target_far:g}; "
-                         f"use at least {int(np.ceil(1 / target_far))}")
+                         f"use at least {needed} (one false alarm's worth; an alarm threshold per class needs "
+                         f"{clean_scans_needed(target_far)})")
     best = np.array([p.scores.max() if len(p.scores) else 0.0 for p in clean])
     t = max(threshold_at_far(best, target_far), detector.metadata.thresholds.min_score)
+    stored = min(float(np.ceil(t * 1e4) / 1e4), 1.0)  # rounded up (the FAR can only fall); 1.0 at most, as per class
     threat = [p for p, r in zip(preds, records, strict=True) if r.boxes]
-    pd = float(np.mean([(p.scores.max() if len(p.scores) else 0.0) >= t for p in threat])) if threat else None
-    return float(np.ceil(t * 1e4) / 1e4), {"clean_scans": len(clean), "threat_scans": len(threat), "parcel_pd": pd,
-                         "parcel_far": float((best >= t).mean())}
+    pd = float(np.mean([(p.scores.max() if len(p.scores) else 0.0) >= stored for p in threat])) if threat else None
+    return stored, {"clean_scans": len(clean), "threat_scans": len(threat), "parcel_pd": pd,
+                    "parcel_far": float((best >= stored).mean())}
 
 
 def choose_class_thresholds(clean: np.ndarray, threat: np.ndarray, target_far: float, floor: float = 0.0,
@@ -190,7 +203,8 @@ def choose_alarm_thresholds(detector: Detector, records: list[Record], target_fa
     every class (``per_class=False``, :func:`choose_alarm_threshold`) or one each (:func:`choose_class_thresholds`,
     never under the model's floor and, with ``start``, never above it; only on enough clean scans to resolve
     ``target_far``, :func:`armscan.training.metrics.clean_scans_needed`). Returns them with the parcel Pd and
-    FAR they give on ``records`` and the rule used."""
+    FAR they give on ``records`` and the rule used. ``target_far`` must lie in (0, 1) (``ValueError``)."""
+    check_rate("target_far", target_far)
     classes = detector.metadata.classes
     clean_n, needed = sum(1 for r in records if not r.boxes), clean_scans_needed(target_far)
     if not per_class or clean_n < needed:  # with too few clean scans, per-class thresholds would fit their noise

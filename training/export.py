@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from armscan.training.checkpoint import (
     model_from_checkpoint,
     save_weights_checkpoint,
 )
-from armscan.training.evaluate import choose_alarm_thresholds, predict, read_folders
+from armscan.training.evaluate import check_rate, choose_alarm_thresholds, predict, read_folders
 from armscan.training.metrics import coco_map
 
 
@@ -61,6 +63,12 @@ def write_metadata(path: Path, metadata: ModelMetadata | PhotoMetadata) -> None:
     onnx.save(proto, str(path))
 
 
+def _partial(path: Path, token: str) -> Path:
+    """Where ``path`` is written until the export has succeeded: a hidden file beside it, so that
+    :func:`os.replace` onto ``path`` is atomic (created by the writer, with the usual permissions)."""
+    return path.with_name(f".{path.stem}.{token}.partial{path.suffix}")
+
+
 def export(checkpoint: Path, out: Path, version: str, calib: Path | list[Path] | None = None,
            target_far: float = 0.01, training: dict[str, Any] | None = None, uncertain_far: float | None = 0.05,
            fit_temperature: bool = True, per_class: bool = True) -> ModelMetadata:
@@ -71,31 +79,59 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | list[Path] |
     so that at most that share of clean calibration scans come out uncertain or alarm (per class: from
     the alarm thresholds down). With ``fit_temperature``, the score temperature is fit on ``calib`` first
     and the thresholds are then chosen on the scaled scores, as inference will see them.
+
+    Both rates must lie in (0, 1) (``ValueError`` before any work). The ONNX and its weights (``.pt``) are
+    written to temporary files beside ``out`` and moved into place only when everything, calibration
+    included, has succeeded: a failed export leaves a model already at ``out`` as it was.
     """
+    check_rate("target_far", target_far)
+    if uncertain_far is not None:
+        check_rate("uncertain_far", uncertain_far)
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, int(ckpt["preprocess"]["size"]), out)
-    if checkpoint.resolve() != out.with_suffix(".pt").resolve():
-        save_weights_checkpoint(checkpoint, out.with_suffix(".pt"))  # beside the ONNX: what fine-tuning starts from
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    onnx_tmp, weights = _partial(out, token), out.with_suffix(".pt")
+    moves = [] if checkpoint.resolve() == weights.resolve() else [(_partial(weights, token), weights)]
+    moves.append((onnx_tmp, out))  # the served file is replaced last
+    try:
+        metadata = _export_to(checkpoint, ckpt, model, onnx_tmp, version, calib, target_far, training,
+                              uncertain_far, fit_temperature, per_class)
+        if len(moves) > 1:  # beside the ONNX: what fine-tuning starts from
+            save_weights_checkpoint(checkpoint, moves[0][0])
+        for tmp, final in moves:
+            os.replace(tmp, final)
+    finally:  # after a failure: nothing of this export is left behind
+        for tmp, _ in moves:
+            tmp.unlink(missing_ok=True)
+            tmp.with_suffix(".tmp").unlink(missing_ok=True)  # save_weights_checkpoint's own temporary
+    return metadata
+
+
+def _export_to(checkpoint: Path, ckpt: dict[str, Any], model: torch.nn.Module, path: Path, version: str,
+               calib: Path | list[Path] | None, target_far: float, training: dict[str, Any] | None,
+               uncertain_far: float | None, fit_temperature: bool, per_class: bool) -> ModelMetadata:
+    """:func:`export`'s work, on the ONNX file ``path``."""
+    export_onnx(model, int(ckpt["preprocess"]["size"]), path)
     summary = {"config": ckpt.get("config", {}), "epochs_done": ckpt.get("epoch"),
                "train_minutes": round(ckpt.get("elapsed_s", 0.0) / 60, 1), "world_size": ckpt.get("world_size", 1),
                "ema_updates": ckpt.get("ema_updates"), "lineage": ckpt.get("lineage"),
                **({"averaged_from": ckpt["averaged_from"]} if ckpt.get("averaged_from") else {}),
                "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16], **(training or {})}
     metadata = metadata_from_checkpoint(ckpt, version=version, training=summary)
-    write_metadata(out, metadata)
+    write_metadata(path, metadata)
     if calib is not None:
         folders = [calib] if isinstance(calib, Path) else list(calib)
         records = read_folders(folders)
-        detector = Detector.from_onnx(out)
-        # NMS across classes or per class: whichever gives the higher mAP50 on the calibration scans.
+        detector = Detector.from_onnx(path)
+        # NMS across classes or per class: whichever gives the higher mAP50 on the calibration scans
+        # (None: the scans hold no threat, and per class is kept).
         scores, preds = {}, {}
         for agnostic in (False, True):
             detector.metadata.thresholds.nms_class_agnostic = agnostic
             preds[agnostic] = predict(detector, records, progress=False)
-            scores[agnostic] = float(coco_map(records, preds[agnostic], metadata.classes)["mAP50"])
-        agnostic = scores[True] > scores[False]
+            scores[agnostic] = coco_map(records, preds[agnostic], metadata.classes)["mAP50"]
+        agnostic = (scores[True] or 0.0) > (scores[False] or 0.0)
         detector.metadata.thresholds.nms_class_agnostic = agnostic
         chosen = preds[agnostic]
         calibration: dict[str, Any] = {}
@@ -118,5 +154,5 @@ def export(checkpoint: Path, out: Path, version: str, calib: Path | list[Path] |
                                          target_far=target_far, uncertain=band,
                                          uncertain_far=uncertain_far if band else None,
                                          chosen_on=f"{' + '.join(f.name for f in folders)}: {json.dumps(stats)}")
-        write_metadata(out, metadata)
+        write_metadata(path, metadata)
     return metadata

@@ -15,6 +15,8 @@ Screening definitions (used in reports, the model card and threshold selection):
   class this is the best score itself.
 - FAR at a Pd p: the false-alarm rate of the highest threshold that still detects a share p of the
   scans; ``None`` when no threshold does (too many threats are never detected at all).
+- Without clean scans no false-alarm rate is measured: Pd at a FAR and FAR at a Pd are ``None`` (undefined),
+  never the Pd of an alarm on every scan. Without true boxes, mAP is ``None`` too.
 - Breakdowns (a difficulty, a build): only the *threats* are restricted to the subset (scans of that
   difficulty; boxes of that build). Thresholds are always set on every clean scan of the set, because in
   service one threshold serves all traffic. AP per build ignores (neither hit nor false alarm) the boxes
@@ -83,10 +85,13 @@ def _coco_eval(records: list[Record], preds: list[Prediction], classes: list[str
 
 def coco_map(records: list[Record], preds: list[Prediction], classes: list[str],
              keep: BoxFilter | None = None) -> dict[str, Any]:
-    """COCO mAP@[.5:.95], mAP50 and per-class AP50 via pycocotools (``None``: no box of that class)."""
+    """COCO mAP@[.5:.95], mAP50 and per-class AP50 via pycocotools (``None``: no box of that class; all three
+    ``None`` without any box, e.g. on clean scans only, where AP is undefined rather than 0)."""
+    present = {b["cls"] for r in records for b in r.boxes if keep is None or keep(b)}
+    if not present:
+        return {"mAP": None, "mAP50": None, "AP50_per_class": dict.fromkeys(classes)}
     ev = _coco_eval(records, preds, classes, keep)
     if ev is None:
-        present = {b["cls"] for r in records for b in r.boxes if keep is None or keep(b)}
         return {"mAP": 0.0, "mAP50": 0.0, "AP50_per_class": {c: 0.0 if c in present else None for c in classes}}
     precision = ev.eval["precision"]  # (T iou, R recall, K class, A area, M maxdets)
     per_class = {}
@@ -120,9 +125,10 @@ def gt_xyxy(r: Record, cls: str | None = None) -> np.ndarray:
 
 
 def threshold_at_far(clean_scores: np.ndarray, far: float) -> float:
-    """Lowest threshold whose false-alarm share on ``clean_scores`` (best score per clean scan) is <= far."""
+    """Lowest threshold whose false-alarm share on ``clean_scores`` (best score per clean scan) is <= far.
+    Without clean scans no threshold is set by a false-alarm rate: ``ValueError``."""
     if len(clean_scores) == 0:
-        return 0.0
+        raise ValueError(f"no clean scans: a threshold for a false-alarm rate of {far:g} is undefined without them")
     allowed = int(np.floor(far * len(clean_scores) + 1e-9))
     ranked = np.sort(clean_scores)[::-1]
     if allowed >= len(ranked):
@@ -131,22 +137,25 @@ def threshold_at_far(clean_scores: np.ndarray, far: float) -> float:
 
 
 def far_at_pd(pos: np.ndarray, neg: np.ndarray, pd: float) -> float | None:
-    """FAR on ``neg`` at the highest threshold detecting a share ``pd`` of ``pos`` (0 = never detected)."""
-    if len(pos) == 0:
+    """FAR on ``neg`` at the highest threshold detecting a share ``pd`` of ``pos`` (0 = never detected); ``None``
+    without threats, without clean scans, or when no threshold reaches ``pd``."""
+    if len(pos) == 0 or len(neg) == 0:
         return None
     k = int(np.ceil(pd * len(pos) - 1e-9))
     t = np.sort(pos)[::-1][max(k, 1) - 1]
     if t <= 0:
         return None
-    return float((neg >= t).mean()) if len(neg) else 0.0
+    return float((neg >= t).mean())
 
 
 def operating_points(pos: np.ndarray, neg: np.ndarray, fars: tuple[float, ...] = FARS,
                      pds: tuple[float, ...] = PDS) -> dict[str, Any]:
-    """``pd@farX`` and ``far@pdY`` for positive scores ``pos`` against clean scores ``neg``."""
+    """``pd@farX`` and ``far@pdY`` for positive scores ``pos`` against clean scores ``neg`` (``None``: undefined,
+    without positives or without clean scans)."""
     out: dict[str, Any] = {"n": len(pos)}
+    defined = len(pos) > 0 and len(neg) > 0
     for far in fars:
-        out[f"pd@far{far:g}"] = round(float((pos >= threshold_at_far(neg, far)).mean()), 4) if len(pos) else None
+        out[f"pd@far{far:g}"] = round(float((pos >= threshold_at_far(neg, far)).mean()), 4) if defined else None
     for pd in pds:
         v = far_at_pd(pos, neg, pd)
         out[f"far@pd{pd:g}"] = None if v is None else round(v, 4)

@@ -90,16 +90,53 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _coco_folders(data: dict[str, Any]) -> list[str]:
+    """The COCO folders a config trained on (``data.coco_dir`` then ``data.coco_dirs``, as ``TrainConfig.coco_folders``)."""
+    return [str(f) for f in ([data["coco_dir"]] if data.get("coco_dir") else []) + list(data.get("coco_dirs") or [])]
+
+
 def _data_line(cfg: dict[str, Any]) -> str:
     data = cfg.get("data", {})
     if data.get("kind") == "coco":
-        return f"COCO folder {data.get('coco_dir')}"
+        folders = _coco_folders(data)
+        line = f"COCO folder{'s' if len(folders) > 1 else ''} {', '.join(f'`{f}`' for f in folders) or '(not recorded)'}"
+        if data.get("replay"):
+            line += (f", with {data['replay']:.0%} of each epoch's samples replayed from {data.get('cache_size', 0):,} "
+                     "generated scans")
+        return line
     first = data.get("train_seed", 0)
     if data.get("cache_size"):
         return (f"{data['cache_size']:,} scans (seeds {first:,}–{first + data['cache_size'] - 1:,}) generated in memory at "
                 "the start of training and served with random flips and 90° turns")
     n = cfg.get("epochs", 0) * cfg.get("iters_per_epoch", 0) * cfg.get("batch_size", 0)
     return f"{n:,} scans generated on the fly (seeds {first:,}–{first + n - 1:,}), each seen once"
+
+
+def _data_source(cfg: dict[str, Any]) -> str:
+    """What the model was trained on: generated scans only, or COCO folders (with any generated replay)."""
+    data = cfg.get("data", {})
+    generated = (f"threat prevalence {data.get('threat_prob')}{_mix_note(data)}; scan sides {data.get('min_side')}–"
+                 f"{data.get('max_side')} px")
+    if data.get("kind") == "coco":
+        replay = f" (armscan generator {GENERATOR_VERSION}; {generated})" if data.get("replay") else ""
+        return f"The labelled scans of the {_data_line(cfg)}{replay}"
+    return f"Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)};\n{generated}"
+
+
+_SYNTHETIC_ONLY = ("- **Trained on synthetic scans only.** The generator ({}) models Beer–Lambert attenuation at two "
+                   "effective\n  energies with NIST-derived coefficients, a line-scan detector, 3D tilts of every object, "
+                   "hard negatives\n  (toy guns, tools, benign prints) and five scanner styles, but its objects are generic "
+                   "procedural shapes and\n  its palettes are generic, not any vendor's. Expect a large drop on real scanner "
+                   "images until the model is\n  fine-tuned on real, labelled scans.")
+
+
+def _data_limitation(cfg: dict[str, Any]) -> str:
+    data = cfg.get("data", {})
+    if data.get("kind") != "coco":
+        return _SYNTHETIC_ONLY.format(GENERATOR_VERSION)
+    replay = " and generated replay scans" if data.get("replay") else ""
+    return (f"- **Trained on {', '.join(f'`{f}`' for f in _coco_folders(data)) or 'COCO folders'}{replay}** only: it "
+            "has seen those folders' scanners, sites and kinds of parcels; measure it on the site's own labelled scans.")
 
 
 def _mix_note(data: dict[str, Any]) -> str:
@@ -119,8 +156,12 @@ def _build_line(metrics: dict[str, Any]) -> str:
     if not builds:
         return ""
     ap = ", ".join(f"{b} {v['mAP50']} ({v['boxes']} items)" for b, v in builds.items())
-    printed = builds.get("printed", {}).get("pd", {}).get("firearm")
-    pd = f"; printed firearms: Pd {printed['pd@far0.01']} at a parcel FAR of 1% ({printed['n']} scans)" if printed else ""
+    printed = builds.get("printed", {}).get("pd", {}).get("firearm") or {}
+    # the per-class row: a printed firearm found as a firearm box (IoU >= 0.5), its threshold set on the clean
+    # scans' firearm scores: a FAR of the firearm class alone, not of the parcel alarm
+    pd = (f"; printed firearms: Pd {printed['pd@far0.01']} as firearm boxes at a firearm-class FAR of 1% (the "
+          f"firearm threshold that 1% of clean scans reach; {printed['n']} scans)"
+          if printed.get("pd@far0.01") is not None else "")
     return f"\n- AP50 by build (other builds ignored): {ap}{pd}."
 
 
@@ -150,6 +191,8 @@ def _calibration_line(metrics: dict[str, Any]) -> str:
 
 
 def _status(metrics: dict[str, Any], target: float) -> str:
+    if metrics["mAP50"] is None:  # held-out scans without a threat box: mAP is undefined
+        return "**Not measured**: the held-out scans hold no threat boxes, so mAP50 is undefined."
     if metrics["mAP50"] >= target:
         return f"Meets the project's target of mAP50 ≥ {target} on held-out generated scans."
     return (f"**Below the project's target**: mAP50 {metrics['mAP50']} on held-out generated scans, against a target of "
@@ -217,7 +260,6 @@ def render_card(model: Path, metrics: dict[str, Any], log: list[dict[str, str]],
     md = Detector.from_onnx(model).metadata
     th = md.thresholds
     cfg = md.training.get("config", {})
-    data = cfg.get("data", {})
     pd = metrics["pd"]
     fars = [k for k in pd["any_threat"] if k.startswith(("pd@", "far@"))]
     rows = [[c, metrics["AP50_per_class"].get(c), pd[c]["n"], *[pd[c][f] for f in fars]] for c in md.classes]
@@ -243,8 +285,7 @@ Status: {_status(metrics, target)}
 - The ONNX graph ends at the raw head outputs; decoding and NMS (IoU {th.nms_iou}) run in `armscan.inference`.
 
 ## Training data
-{parent}{averaged}Synthetic dual-energy X-ray scans only (armscan generator {GENERATOR_VERSION}): {_data_line(cfg)};
-threat prevalence {data.get('threat_prob')}{_mix_note(data)}; scan sides {data.get('min_side')}–{data.get('max_side')} px;
+{parent}{averaged}{_data_source(cfg)};
 {cfg.get('epochs')} epochs × {cfg.get('iters_per_epoch')} iterations × batch {cfg.get('batch_size')}, AdamW at {cfg.get('lr')}
 with warm-up and cosine decay{_weights_note(cfg)}.
 Training took {md.training.get('train_minutes')} minutes on a 2-core CPU{budget_note(cfg, last.get('budget_min'))}
@@ -269,11 +310,7 @@ moved by its alarm threshold; see `armscan/training/metrics.py`).{_resolution_no
 {_table(['class', 'AP50', 'scans with it', *[_column(f) for f in fars]], rows)}
 
 ## Limitations
-- **Trained on synthetic scans only.** The generator ({GENERATOR_VERSION}) models Beer–Lambert attenuation at two effective
-  energies with NIST-derived coefficients, a line-scan detector, 3D tilts of every object, hard negatives
-  (toy guns, tools, benign prints) and five scanner styles, but its objects are generic procedural shapes and
-  its palettes are generic, not any vendor's. Expect a large drop on real scanner images until the model is
-  fine-tuned on real, labelled scans.
+{_data_limitation(cfg)}
 - The figures above are on scans from the same generator; they are not a claim about real parcels.
 - Thresholds were chosen on {th.chosen_on.split(':')[0] or 'validation scans'}; re-choose them on the site's own clean traffic.
 - Small items (loose rounds, trigger groups) in large, cluttered parcels are the weakest cases.

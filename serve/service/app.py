@@ -74,9 +74,7 @@ async def _models_loop(ctx: ServiceContext) -> None:
         except Exception as exc:  # a bad file or registry must not take the service down
             log.error("models folder changed but was refused, the old models stay: %s", exc)
             continue
-        before, before_photo = ctx.models.default, ctx.models.photo_default
-        ctx.models = fresh
-        models.publish_model_info(ctx)
+        before, before_photo = models.install(ctx, fresh)  # keeps an admin's chosen defaults, as a manual reload does
         with ctx.sessions() as db:
             audit_log.append(db, "system", "model.reload", fresh.default,
                              details={"previous_default": before, "models": models.model_hashes(fresh),

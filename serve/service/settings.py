@@ -22,7 +22,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ARMSCAN_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("runs/service"), description="stored scans, thumbnails and the SQLite file")
+    data_dir: Path = Field(Path("runs/service"), description="stored scans, thumbnails and the SQLite file (a relative "
+                           "path is taken from the folder the service starts in)")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/armscan.db")
     models_dir: Path = Field(BUNDLED_MODELS, description="folder of exported .onnx models (X-ray detectors and seizure-"
                              "photo classifiers, told apart by their metadata), loaded at start")

@@ -9,10 +9,11 @@ _SUFFIX = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "bmp": ".bmp", "dicom"
 
 
 class ScanStore:
-    """Files of scan ``id`` live in ``DATA_DIR/scans/<id[:2]>/``."""
+    """Files of scan ``id`` live in ``DATA_DIR/scans/<id[:2]>/``, as absolute paths (the feedback export hands them
+    to ``armscan data import feedback``, which may run from another folder)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "scans"
+        self.root = Path(data_dir).resolve() / "scans"
 
     def _dir(self, scan_id: str) -> Path:
         return self.root / scan_id[:2]

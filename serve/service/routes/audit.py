@@ -43,6 +43,7 @@ def export_feedback(principal: AnalystDep, ctx: ContextDep, db: SessionDep,
                                                                 "feedback'; photo: seizure-photo verdicts")] = "xray",
                     ) -> StreamingResponse:
     """Every feedback on scans of one kind with the scan's result, one JSON object per line (input for retraining).
+    A stored scan's ``image_path`` is absolute, so the importer finds it from any folder.
 
     X-ray rows carry a ScanResult and verdicts on its boxes; photo rows (``kind=photo``) a PhotoResult and a
     verdict on its family, so the default export never hands a photo to the X-ray importer.

@@ -23,6 +23,21 @@ def load_models(settings: Settings) -> ModelSet:
     return ModelSet(settings.models_dir, settings.default_model, threads=1, default_photo=settings.default_photo_model)
 
 
+def install(ctx: ServiceContext, fresh: ModelSet) -> tuple[str, str | None]:
+    """Make ``fresh`` the loaded set (requests in flight keep the model they started with) and return the defaults
+    before. Without a registry, an admin's choice of defaults (``PUT /v1/models/default``) survives the reload,
+    whether an admin asked for it or the service noticed a change in the folder; with one, its champion decides."""
+    before, before_photo = ctx.models.default, ctx.models.photo_default
+    if not (ctx.models.models_dir / REGISTRY).is_file():
+        if before in fresh.models:
+            fresh.default = before
+        if before_photo in fresh.photo_models:
+            fresh.photo_default = before_photo
+    ctx.models = fresh
+    publish_model_info(ctx)
+    return before, before_photo
+
+
 def model_hashes(models: ModelSet) -> dict[str, str]:
     """Every loaded model's SHA-256, for the audit log."""
     return {k: m.sha256 for k, m in (models.models | models.photo_models).items()}
@@ -84,14 +99,7 @@ async def reload_models(principal: AdminDep, ctx: ContextDep, db: SessionDep) ->
         fresh = await run_in_threadpool(load_models, ctx.settings)
     except ModelLoadError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"reload refused, the old models stay loaded: {exc}") from exc
-    before_photo = ctx.models.photo_default
-    if not (ctx.models.models_dir / REGISTRY).is_file():  # without a registry, an admin's choice of defaults survives
-        if ctx.models.default in fresh.models:
-            fresh.default = ctx.models.default
-        if before_photo in fresh.photo_models:
-            fresh.photo_default = before_photo
-    ctx.models = fresh  # requests in flight keep the model they started with
-    publish_model_info(ctx)
+    _, before_photo = install(ctx, fresh)
     audit.append(db, principal.username, "model.reload", ctx.models.default,
                  details={"models": model_hashes(ctx.models), **photo_details(ctx.models, before_photo)})
     db.commit()

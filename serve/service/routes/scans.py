@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated
 
@@ -26,6 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from armscan.datasets.readers import ImageReadError, decode_image, probe_image
+from armscan.inference.decode import ModelOutputError
+from armscan.inference.engine import UnscreenableImageError
 from armscan.inference.overlay import render_overlay, render_photo_overlay
 from armscan.inference.photo import PhotoResult
 from armscan.inference.result import ScanResult
@@ -52,6 +54,14 @@ from armscan.serve.service.screening import (
 )
 from armscan.serve.service.security import role_at_least
 from armscan.serve.service.tables import Feedback, Scan, User
+
+_NAIVE_UTC = "ISO 8601; a time without a zone (2024-01-01T00:00:00) is taken as UTC"
+
+
+def _utc(t: datetime) -> datetime:
+    """``t`` with its zone, or as UTC when it has none (the database compares aware times)."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
 
 router = APIRouter(prefix="/v1/scans", tags=["scans"])
 _CHUNK = 1 << 20
@@ -174,9 +184,16 @@ async def upload_scan(principal: PrincipalDep, ctx: ContextDep, file: Annotated[
         m.rejected.labels("timeout").inc()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "screening timed out; retry shortly",
                             headers={"Retry-After": "5"}) from exc
+    except UnscreenableImageError as exc:  # blank, too small: read, but nothing a decision could rest on
+        m.rejected.labels("content").inc()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {exc.reason}") from exc
     except ImageReadError as exc:
         m.rejected.labels("decode").inc()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: {exc.reason}") from exc
+    except ModelOutputError as exc:  # a fault of the model, not of the upload: no decision, and say why
+        m.rejected.labels("model").inc()
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR,
+                            f"{name}: not screened, the model failed on it ({exc}); tell an administrator") from exc
     finally:
         m.in_flight.dec()
     m.inference_seconds.labels(done.result.model_name).observe(done.result.latency_ms / 1000)
@@ -194,7 +211,8 @@ def list_scans(principal: PrincipalDep, db: SessionDep,
                decision: Annotated[str | None, Query(pattern="^(clear|uncertain|alarm)$")] = None,
                kind: Annotated[ScanKind | None, Query(description="xray or photo; both when absent")] = None,
                officer: Annotated[str | None, Query(max_length=64)] = None,
-               since: datetime | None = None, until: datetime | None = None,
+               since: Annotated[datetime | None, Query(description=f"scans at or after this time ({_NAIVE_UTC})")] = None,
+               until: Annotated[datetime | None, Query(description=f"scans before this time ({_NAIVE_UTC})")] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0) -> ScanPage:
     """History, newest first. Officers see their own scans; analysts and admins see everyone's."""
     q = select(Scan).join(User, Scan.user_id == User.id)
@@ -209,9 +227,9 @@ def list_scans(principal: PrincipalDep, db: SessionDep,
     if kind:
         q = q.where(Scan.kind == kind)
     if since:
-        q = q.where(Scan.created_at >= since)
+        q = q.where(Scan.created_at >= _utc(since))
     if until:
-        q = q.where(Scan.created_at < until)
+        q = q.where(Scan.created_at < _utc(until))
     total = int(db.scalar(select(func.count()).select_from(q.subquery())) or 0)
     page = q.order_by(Scan.created_at.desc(), Scan.id).limit(limit).offset(offset)
     rows = db.scalars(page.options(selectinload(Scan.user), selectinload(Scan.feedback))).all()
