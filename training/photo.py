@@ -3,7 +3,9 @@
 It runs on the detector's machinery: the same typed config, cosine schedule, EMA, time budget (wall or
 CPU), self-describing checkpoints with resume, CSV log, ONNX export with metadata, and the same
 torch-free engine for evaluation (:class:`armscan.inference.photo.PhotoClassifier`), so a checkpoint is
-measured exactly as its export will run.
+measured exactly as its export will run. A run that ``time_budget_min`` stops inside an epoch resumes inside
+it, exactly, and resuming refuses a spent budget or a changed recipe, as the detector's does
+(:mod:`armscan.training.train`).
 
     armscan train --config training/photo_small.yaml
     armscan export --checkpoint runs/photo/last.pt --out models/bundled/armscan-photo.onnx
@@ -28,7 +30,6 @@ from armscan.inference.preprocess import PreprocessSpec
 from armscan.models import get_model
 from armscan.models.photo import MASK_STRIDE, MASKS
 from armscan.training.calibration import expected_calibration_error
-from armscan.training.checkpoint import check_resumable
 from armscan.training.config import TrainConfig
 from armscan.training.data import MixedDetection
 from armscan.training.distributed import make_ema
@@ -106,10 +107,18 @@ def _dataset(cfg: TrainConfig, spec: PreprocessSpec) -> Any:
 def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | None = None) -> Path:
     """Train (or resume) the photo model on one process; returns the checkpoint path. ``init``: the checkpoint
     whose weights it starts from (``init_from``, :func:`armscan.training.train.train` checks it): fine-tuning,
-    say on an analyst's own labelled photos."""
+    say on an analyst's own labelled photos.
+
+    An epoch the time budget cuts short is checkpointed as unfinished, with how far it got (``epoch_progress``:
+    iterations, their statistics and the RNG state); resuming skips the batches it trained on and goes on in the
+    same order with the same augmentation. Resuming refuses what the detector's trainer refuses (a changed recipe,
+    a spent budget: :class:`~armscan.training.train.BudgetSpentError`), before ``config.yaml`` is rewritten.
+    """
+    from tqdm import tqdm
+
+    from armscan.training.train import _check_resume, _continued, _merge, run_lineage
+
     out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
     last = out / "last.pt"
     torch.manual_seed(cfg.seed)
     spec = PreprocessSpec(size=cfg.input_size, pad_value=114)
@@ -121,9 +130,10 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
     start, elapsed, spent, history = 0, 0.0, 0.0, []
+    done, partial, rng = 0, {}, None  # how far an interrupted epoch got
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        check_resumable(ckpt, cfg.model_dump(mode="json"), last)
+        _check_resume(cfg, ckpt, last)
         model.load_state_dict(ckpt.get("train_state", ckpt["model_state"]))
         if ema is not None and "ema_updates" in ckpt:
             ema.module.load_state_dict(ckpt["model_state"])
@@ -131,28 +141,36 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, elapsed, spent, history = ckpt["epoch"], ckpt["elapsed_s"], ckpt["budget_spent_s"], ckpt["history"]
-        print(f"resuming from {last} at epoch {start}")
+        progress = ckpt.get("epoch_progress") or {}
+        done, partial, rng = int(progress.get("iters", 0)), dict(progress.get("stats", {})), progress.get("rng")
+        inside = f", iteration {done} of {cfg.iters_per_epoch}" if done else ""
+        print(f"resuming from {last} at epoch {start}{inside}")
+    out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused resume leaves the run's config as it was
+    cfg.save(out / "config.yaml")
     dataset = _dataset(cfg, spec)
-    from armscan.training.train import run_lineage
-
     lineage = run_lineage(cfg)
     clock = time.monotonic if cfg.budget_clock == "wall" else time.process_time
-    deadline = clock() + cfg.time_budget_min * 60 - spent
-    from tqdm import tqdm
+    budget_s, spent_before, started = cfg.time_budget_min * 60, spent, clock()
+    deadline = started + budget_s - spent_before
 
     for epoch in range(start, cfg.epochs):
+        skip = done if epoch == start else 0
         torch.manual_seed(cfg.seed * 1000 + epoch)
         n_samples, gen = cfg.iters_per_epoch * cfg.batch_size, torch.Generator().manual_seed(cfg.seed + epoch)
         sampler: Any = dataset.draw(n_samples, gen) if isinstance(dataset, MixedDetection) else \
             RandomSampler(dataset, num_samples=n_samples, generator=gen)  # real photos and replay in their shares
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_photos,
-                            drop_last=True, num_workers=0)
+        if skip:  # the same order, from batch ``skip`` on
+            sampler = list(sampler)[skip * cfg.batch_size:]
+        loader: Any = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate_photos,
+                                 drop_last=True, num_workers=0)
+        if skip and rng is not None:  # the augmentation and dropout go on as the interrupted run left them
+            loader = _continued(loader, rng)
         model.train()
         if cfg.freeze_bn:  # fine-tuning: the parent's batch-norm statistics stay
             freeze_batchnorm(model)
-        t0, b0, n = time.monotonic(), clock(), 0
+        t0, n = time.monotonic(), 0
         sums: dict[str, float] = {}
-        for x, target in tqdm(loader, total=cfg.iters_per_epoch, desc=f"epoch {epoch}", mininterval=5.0):
+        for x, target in tqdm(loader, total=cfg.iters_per_epoch - skip, desc=f"epoch {epoch}", mininterval=5.0):
             losses = photo_loss(model(x.contiguous(memory_format=MEMORY_FORMAT)), target)
             loss = total_loss(losses, cfg.loss_weights)
             if not torch.isfinite(loss):
@@ -169,20 +187,34 @@ def train_photo(cfg: TrainConfig, resume: bool = True, init: dict[str, Any] | No
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             if clock() > deadline:
                 break
+        stats = {k: v / max(n, 1) for k, v in sums.items()} | {"iters": float(n)}
+        if skip:
+            stats = _merge(partial, stats)
+        iters = int(stats["iters"])
+        finished = iters >= cfg.iters_per_epoch  # else the budget cut it short
         elapsed += time.monotonic() - t0
-        spent += clock() - b0
+        spent = spent_before + clock() - started
         row = {"epoch": epoch, "elapsed_min": round(elapsed / 60, 2), "budget_min": round(spent / 60, 2),
-               "lr": scheduler.get_last_lr()[0], **{k: round(v / max(n, 1), 4) for k, v in sums.items()}, "iters": n}
-        history.append(row)
+               "lr": scheduler.get_last_lr()[0], **{k: round(v, 4) for k, v in stats.items() if k not in
+                                                    ("iters", "images")}, "iters": iters}
+        if skip and history and history[-1]["epoch"] == epoch:  # the rest of an interrupted epoch: one row for it
+            history[-1] = row
+        else:
+            history.append(row)
         print(json.dumps(row))
         _write_log(out / "log.csv", history)
-        state = {"epoch": epoch + 1, "elapsed_s": elapsed, "budget_spent_s": spent, "history": history,
-                 "lineage": lineage, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        progress = None if finished else {"iters": iters, "stats": stats, "rng": torch.get_rng_state()}
+        state = {"epoch": epoch + 1 if finished else epoch, "epoch_progress": progress, "elapsed_s": elapsed,
+                 "budget_spent_s": spent, "history": history, "lineage": lineage, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict()}
         if ema is not None:
             state |= {"train_state": model.state_dict(), "ema_updates": int(ema.n_averaged)}
         _save(last, ema.module if ema is not None else model, cfg, spec, state)
-        if clock() > deadline:
-            print(f"{cfg.budget_clock} time budget of {cfg.time_budget_min} min reached after epoch {epoch}; stopping")
+        if not finished or spent >= budget_s:
+            where = (f"after epoch {epoch}" if finished else
+                     f"in epoch {epoch}, after {iters} of {cfg.iters_per_epoch} iterations (saved as unfinished)")
+            more = "; rerun with a larger time_budget_min to go on" if epoch + 1 < cfg.epochs or not finished else ""
+            print(f"{cfg.budget_clock} time budget of {cfg.time_budget_min} min reached {where}; stopping{more}")
             break
     return last
 
