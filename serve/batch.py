@@ -227,7 +227,7 @@ def finish(out: Path) -> int:
     """Rebuild the reports from the ledger, print the summary; returns the exit code."""
     counts = write_reports(out, read_ledger(out / LEDGER))
     print(f"{counts['scans']} scans in {counts['parcels']} parcels: {counts['alarm']} alarm, "
-          f"{counts['uncertain']} uncertain, {counts['clear']} clear, {counts['error']} unreadable; reports in {out}")
+          f"{counts['uncertain']} uncertain, {counts['clear']} clear, {counts['error']} error(s); reports in {out}")
     return 1 if counts["error"] else 0
 
 

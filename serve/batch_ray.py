@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from armscan.inference.engine import Detector, ModelLoadError
-from armscan.serve.batch import LedgerWriter, finish, load_item, prepare, screen_loaded
+from armscan.serve.batch import LedgerError, LedgerWriter, finish, load_item, prepare, screen_loaded
 from armscan.serve.batch_inputs import ManifestError, ScanInput
 
 ROWS_PER_CALL = 8  # inputs per actor call; each call's rows reach the ledger together, when it ends
@@ -127,7 +127,7 @@ def run_batch_ray(inputs: list[str], out: Path, model: Path, address: str | None
     try:
         Detector.from_onnx(model, threads=1)  # an unusable model stops the job here, not in every actor
         todo, _ = prepare(inputs, out)
-    except (ModelLoadError, ManifestError, OSError) as exc:
+    except (ModelLoadError, ManifestError, LedgerError, OSError) as exc:
         return _error(str(exc))
     if not todo:
         return finish(out)
@@ -142,6 +142,11 @@ def run_batch_ray(inputs: list[str], out: Path, model: Path, address: str | None
     calls = -(-len(todo) // per_call)
     free_cpus = int(ray.available_resources().get("CPU", 1))  # type: ignore[no-untyped-call,unused-ignore]
     n_workers = min(workers or max(1, free_cpus // threads), calls)
+    problem = _unplaceable(threads, n_workers, free_cpus, _largest_node_cpus(ray))
+    if problem:  # Ray would wait forever for actors it cannot place
+        if started:
+            ray.shutdown()
+        return _error(problem)
     ledger = LedgerWriter(out)
     bar = tqdm(total=len(todo), unit="scan", desc="screening", disable=not progress, mininterval=2.0)
     try:
@@ -158,6 +163,23 @@ def run_batch_ray(inputs: list[str], out: Path, model: Path, address: str | None
         if started:
             ray.shutdown()
     return finish(out)
+
+
+def _largest_node_cpus(ray: Any) -> int:
+    """The CPUs of the largest live node of the Ray cluster (an actor's CPUs must fit on one node)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return int(max((n.get("Resources", {}).get("CPU", 0) for n in nodes), default=0))
+
+
+def _unplaceable(threads: int, workers: int, free_cpus: int, node_cpus: int) -> str:
+    """Why ``workers`` actors of ``threads`` CPUs each cannot all run on the cluster ('' if they can)."""
+    if threads > node_cpus:
+        return (f"--threads {threads} is more CPUs than the largest Ray node has ({node_cpus}): no screening actor "
+                f"could start; use --threads {max(node_cpus, 1)} or fewer")
+    if workers * threads > free_cpus:
+        return (f"--workers {workers} x --threads {threads} needs {workers * threads} CPUs, but the Ray cluster has "
+                f"{free_cpus} free: use fewer workers or threads (or leave out --workers to fit the free CPUs)")
+    return ""
 
 
 def _drain(rows: Any, write: Callable[[dict[str, Any]], None], tick: Callable[[int], Any]) -> None:

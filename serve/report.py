@@ -25,7 +25,11 @@ def _alarm_classes(row: dict[str, Any]) -> list[str]:
 
 
 def parcel_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per parcel: alarm if any of its scans alarms, else uncertain if any is; error if none could be screened."""
+    """One row per parcel: alarm if any of its scans alarms, else uncertain if any is; error if none could be screened.
+
+    An error row that carries a decision (screened, but its thumbnail or threat report could not be written) counts
+    with its decision, classes and flags: its parcel alarms, and its parts reach kit matching (``armscan kits``).
+    """
     parcels: dict[str, dict[str, Any]] = {}
     for r in rows:
         p = parcels.setdefault(r.get("parcel_id") or r["key"], {
@@ -35,7 +39,9 @@ def parcel_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         p["scans"].append(r["key"])
         if r["status"] != "ok":
             p["errors"] += 1
-            continue
+            if not r.get("decision"):  # not screened: nothing to merge
+                continue
+        p["screened"] = True
         p["classes"] |= set(_alarm_classes(r))
         p["flags"] |= {k for k, v in r.get("flags", {}).items() if v}
         if r.get("decision") == "alarm":
@@ -44,7 +50,7 @@ def parcel_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             p["decision"] = "uncertain"
     out = []
     for p in parcels.values():
-        if p["errors"] == len(p["scans"]):
+        if not p.pop("screened", False):
             p["decision"] = "error"
         out.append({**p, "classes": sorted(p["classes"]), "flags": sorted(p["flags"])})
     return out
@@ -79,8 +85,8 @@ def _cards(out: Path, rows: list[dict[str, Any]], decision: str) -> str:
 
 def _html(out: Path, rows: list[dict[str, Any]], parcels: list[dict[str, Any]], counts: dict[str, int]) -> str:
     e = html.escape
-    errors = "".join(f"<tr><td>{e(r['key'])}</td><td>{e(str(r.get('error')))}</td></tr>" for r in rows
-                     if r["status"] != "ok")
+    errors = "".join(f"<tr><td>{e(r['key'])}</td><td>{e(r.get('decision') or 'not screened')}</td>"
+                     f"<td>{e(str(r.get('error')))}</td></tr>" for r in rows if r["status"] != "ok")
     alarmed = "".join(f"<tr><td>{e(p['parcel_id'])}</td><td>{e(p['consignee'])}</td><td>{e(', '.join(p['classes']))}</td>"
                       f"<td>{len(p['scans'])}</td></tr>" for p in parcels if p["decision"] == "alarm")
     version = next((r.get("model_version") for r in rows if r.get("model_version")), "?")
@@ -92,7 +98,7 @@ def _html(out: Path, rows: list[dict[str, Any]], parcels: list[dict[str, Any]], 
 td,th{{padding:.2em .6em;text-align:left}} table{{border-collapse:collapse}}
 tr:nth-child(even){{background:#f4f4f4}}</style>
 <h1>armscan batch report</h1><p>model {e(str(model))} {e(str(version))}</p>
-<table><tr><th>scans</th><th>alarm</th><th>uncertain</th><th>clear</th><th>unreadable</th><th>parcels</th>
+<table><tr><th>scans</th><th>alarm</th><th>uncertain</th><th>clear</th><th>errors</th><th>parcels</th>
 <th>parcels alarmed</th></tr>
 <tr><td class=n>{counts['scans']}</td><td class="n alarm">{counts['alarm']}</td><td class=n>{counts['uncertain']}</td>
 <td class=n>{counts['clear']}</td>
@@ -101,7 +107,9 @@ tr:nth-child(even){{background:#f4f4f4}}</style>
 <h2>Alarmed parcels</h2><table><tr><th>parcel</th><th>consignee</th><th>classes</th><th>scans</th></tr>{alarmed}</table>
 <h2>Alarms</h2><div class=grid>{_cards(out, rows, "alarm")}</div>
 <h2>Uncertain: an officer should look</h2><div class=grid>{_cards(out, rows, "uncertain")}</div>
-<h2>Unreadable inputs</h2><table><tr><th>input</th><th>reason</th></tr>{errors}</table></html>
+<h2>Errors</h2><p>Inputs that could not be screened, and scans that were screened (their decision counts for
+their parcel, above) but whose thumbnail or threat report could not be written.</p>
+<table><tr><th>input</th><th>decision</th><th>reason</th></tr>{errors}</table></html>
 """
 
 

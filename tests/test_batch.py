@@ -247,3 +247,20 @@ def test_prefetch_below_1_exits_2(tmp_path, capsys, flag):
     assert main(argv) == 2
     assert "--prefetch must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_screened_scan_whose_outputs_failed_still_alarms_its_parcel(tmp_path):
+    from armscan.serve.report import parcel_rows, write_reports
+
+    det = {"cls": "slide", "alarm": True, "level": "alarm", "score": 0.97, "build": "metal"}
+    rows = [{"key": "a.png", "parcel_id": "P1", "status": "ok", "decision": "clear", "detections": [], "flags": {}},
+            {"key": "b.png", "parcel_id": "P1", "status": "error", "decision": "alarm", "detections": [det],
+             "flags": {"firearm_part": True}, "error": "screened alarm, but its threat report (TDR) could not be written"},
+            {"key": "c.png", "parcel_id": "P2", "status": "error", "error": "unreadable image"}]
+    parcels = {p["parcel_id"]: p for p in parcel_rows(rows)}
+    assert parcels["P1"]["decision"] == "alarm" and parcels["P1"]["classes"] == ["slide"]
+    assert parcels["P1"]["flags"] == ["firearm_part"] and parcels["P1"]["errors"] == 1
+    assert parcels["P2"]["decision"] == "error" and parcels["P2"]["classes"] == []
+    counts = write_reports(tmp_path, rows)
+    assert counts["parcels_alarm"] == 1 and counts["error"] == 2
+    assert "TDR) could not be written" in (tmp_path / "report.html").read_text()

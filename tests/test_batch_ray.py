@@ -101,3 +101,21 @@ def test_unreachable_address_or_missing_ray_exits_2(tmp_path, scans, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if it were not installed
     assert run_batch_ray(inputs, tmp_path / "b", MODEL, progress=False) == 2
     assert "pip install 'armscan[ray]'" in capsys.readouterr().err
+
+
+def test_actors_the_cluster_cannot_place_exit_2_instead_of_waiting_forever(local_ray, scans, tmp_path, capsys):
+    inputs, _ = scans  # the local instance has 2 CPUs
+    assert run_batch_ray(inputs, tmp_path / "a", MODEL, threads=3, progress=False) == 2
+    assert "--threads 3 is more CPUs than the largest Ray node has (2)" in capsys.readouterr().err
+    assert run_batch_ray(inputs, tmp_path / "b", MODEL, workers=2, threads=2, progress=False) == 2
+    assert "needs 4 CPUs" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "scans.jsonl").exists() or not (tmp_path / "a" / "scans.jsonl").read_text()
+
+
+def test_a_corrupt_ledger_line_exits_2_naming_it_as_the_local_engine_does(local_ray, scans, tmp_path, capsys):
+    inputs, local_rows = scans
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scans.jsonl").write_text(json.dumps(local_rows[0]) + "\nGARBAGE\n" + json.dumps(local_rows[1]) + "\n")
+    assert run_batch_ray(inputs, out, MODEL, progress=False) == 2
+    assert "scans.jsonl:2: corrupt ledger line" in capsys.readouterr().err

@@ -94,3 +94,24 @@ def test_calibrated_export_and_its_evaluation_report(tiny_checkpoint, tiny_coco,
         assert f"## {heading}" in text
     assert f"temperature {t:g}" in text and "| firearm |" in text
     assert json.loads(files["metrics.json"].read_text())["mAP50"] == m["mAP50"]
+
+
+@pytest.mark.parametrize("threat_prob", [0.0, 1.0])
+def test_the_report_says_undefined_where_a_figure_is(tmp_path, threat_prob):
+    """Clean scans only: no mAP; threats only: no false-alarm rate. Neither is printed as None or drawn as a curve."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pycocotools")
+    from armscan.datasets.synth.scene import SceneConfig
+    from armscan.datasets.synth.writer import write_dataset
+    from armscan.training.evaluate import evaluate
+
+    data = tmp_path / "data"
+    write_dataset(data, 4, seed=8800, width=256, height=256, cfg=SceneConfig(threat_prob=threat_prob))
+    m = evaluate(DEFAULT_MODEL, data, progress=False, report_dir=tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "None" not in text
+    if threat_prob == 0.0:
+        assert m["mAP50"] is None and "mAP50 **—**" in text
+    else:
+        assert m["clean_scans"] == 0 and m["pd"]["any_threat"]["pd@far0.01"] is None
+    assert (tmp_path / "report" / "pd_far.png").read_bytes()[:4] == b"\x89PNG"

@@ -60,24 +60,36 @@ def _plot_pd_far(path: Path, table: ScoreTable, records: list[Record]) -> None:
     fig, axes = _figure(size=(7.0, 5.0))
     ax = axes[0, 0]
     neg = table.negatives(None)
-    lowest = 0.5 / max(len(neg), 1)  # FAR 0 drawn at half the resolution of the clean scans
+    if len(neg) == 0:  # no false-alarm rate is defined: say so instead of drawing every curve at one edge
+        ax.text(0.5, 0.5, "undefined: the data holds no clean scans,\nso there is no false-alarm rate",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title("Parcel Pd vs false-alarm rate")
+        fig.savefig(path, dpi=90)
+        return
+    lowest = 0.5 / len(neg)  # FAR 0 drawn at half the resolution of the clean scans
     curves: list[tuple[str, np.ndarray | None, str | None, str]] = [("all threats", None, None, "-")]
     for diff in sorted({str(r.meta["difficulty"]) for r in records if r.meta.get("difficulty")}):
         curves.append((diff, np.array([r.meta.get("difficulty") == diff for r in records]), None, "--"))
     for build in sorted(set(table.box_build.tolist()) - {"unknown"}):
         curves.append((f"{build} items", None, build, ":"))
+    drawn = 0
     for label, images, build, style in curves:
         pos = table.positives(None, images, build)
         if len(pos) == 0:
             continue
         far, pd = pd_far_curve(pos, neg)
         ax.step(np.maximum(far, lowest), pd, where="post", linestyle=style, label=f"{label} ({len(pos)} scans)")
+        drawn += 1
+    if not drawn:  # clean scans only: no Pd is defined
+        ax.text(0.5, 0.5, "undefined: the data holds no threat scans", ha="center", va="center", transform=ax.transAxes)
     for rate in FARS:
         ax.axvline(rate, color="grey", linewidth=0.8, alpha=0.6)
     ax.set(xscale="log", xlim=(lowest, 1.0), ylim=(0, 1.02), xlabel=f"parcel false-alarm rate ({len(neg)} clean scans)",
            ylabel="Pd (parcel alarm)", title="Parcel Pd vs false-alarm rate")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    if drawn:
+        ax.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=90)
 
 
@@ -96,9 +108,14 @@ def _plot_reliability(path: Path, calib: dict[str, Any]) -> None:
     fig.savefig(path, dpi=90)
 
 
+def _cell(value: Any) -> str:
+    """A figure as the report prints it: a dash where it is undefined (None)."""
+    return "—" if value is None else str(value)
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("—" if v is None else str(v) for v in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -124,7 +141,8 @@ def render_markdown(m: dict[str, Any], title: str) -> str:
     cal = m["calibration"]
     parts = [f"# {title}", "",
              f"{m['images']} scans: {m['threat_scans']} with threats, {m['clean_scans']} clean. COCO mAP@[.5:.95] "
-             f"**{m['mAP']}**, mAP50 **{m['mAP50']}** (pycocotools). Definitions: `armscan/training/metrics.py`; "
+             f"**{_cell(m['mAP'])}**, mAP50 **{_cell(m['mAP50'])}** (pycocotools; undefined without threat boxes). "
+             "Definitions: `armscan/training/metrics.py`; "
              "thresholds for every breakdown are set on all clean scans.", "",
              "## Pd at parcel false-alarm rates, and FAR at Pd", "",
              _table(["class", "AP50", "scans with it", *_op_header()], _pd_rows(m["pd"], m["AP50_per_class"])), "",
